@@ -1,0 +1,129 @@
+"""The per-request ``Background`` handle, and the ways a handler gets hold of it."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+from starlette.requests import HTTPConnection
+
+from ._exceptions import BackgroundNotInstalledError
+from ._handle import TaskHandle, TaskState
+from ._source import TaskSource
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ._scheduler import Scheduler
+    from ._types import RunIf
+
+SCOPE_KEY: Final = "lightwork.background"
+C = TypeVar("C", bound=HTTPConnection)
+R = TypeVar("R")
+
+
+class Background(TaskSource):
+    """The background handle of one request: ``add_task`` on it runs work after the response.
+
+    Get it with :func:`get_background`, ``request.state.background``, the
+    :func:`with_background` decorator or, in FastAPI, ``lightwork.fastapi.BackgroundDep``.
+    Tasks added before the response is sent wait for it (unless the middleware says
+    ``start="immediately"``); which requests release them is decided by ``run_if``.
+    """
+
+    # One per request, so slotted; it holds the pending tasks, never the request.
+    __slots__ = ("__scheduler", "_pending", "_released", "_run_if")
+
+    def __init__(self, scheduler: Scheduler, run_if: RunIf, *, released: bool) -> None:
+        self.__scheduler = scheduler
+        self._run_if: RunIf = run_if
+        self._released = released
+        self._pending: list[TaskHandle[Any]] = []
+
+    def __repr__(self) -> str:
+        return f"<Background pending={len(self._pending)} released={self._released}>"
+
+    @property
+    def _scheduler(self) -> Scheduler:
+        return self.__scheduler
+
+    @property
+    def scheduler(self) -> Scheduler:
+        """The app's scheduler, for tasks that should not wait for this response."""
+        return self.__scheduler
+
+    def _accept(self, handle: TaskHandle[Any]) -> None:
+        if self._released:
+            self.__scheduler._accept(handle)
+        else:
+            self._pending.append(handle)
+
+    def _release(self, status: int | None, error: BaseException | None) -> None:
+        """Start or drop the waiting tasks, now that the response is sent or the app failed."""
+        self._released = True
+        pending, self._pending = self._pending, []
+        scheduler = self.__scheduler
+        for handle in pending:
+            if handle.state is not TaskState.PENDING:
+                continue
+            run_if = handle._run_if or self._run_if
+            if run_if == "always" or (
+                error is None and (run_if == "no_exception" or (status or 500) < 400)
+            ):
+                scheduler._release(handle)
+            elif error is not None:
+                scheduler._drop(handle, f"the request raised {type(error).__name__}")
+            else:
+                scheduler._drop(handle, f"the response status was {status} (run_if={run_if!r})")
+
+
+def get_background(connection: HTTPConnection) -> Background:
+    """Return the background handle of this request or websocket.
+
+    Raises:
+        BackgroundNotInstalledError: ``BackgroundMiddleware`` is not in the app's middleware.
+
+    Example:
+        ```python
+        async def signup(request: Request) -> Response:
+            get_background(request).add_task(send_welcome_email, "ada@example.com")
+            return Response(status_code=201)
+        ```
+    """
+    try:
+        background: Background = connection.scope[SCOPE_KEY]
+    except KeyError:
+        raise BackgroundNotInstalledError(
+            "this request has no lightwork background handle: add "
+            "`Middleware(lightwork.BackgroundMiddleware)` to the app's middleware"
+        ) from None
+    return background
+
+
+def with_background(endpoint: Callable[[C, Background], R]) -> Callable[[C], R]:
+    """Hand a Starlette endpoint the request's background handle as its second argument.
+
+    Works for async and sync endpoints, and for websocket endpoints.
+
+    Example:
+        ```python
+        @with_background
+        async def signup(request: Request, background: Background) -> Response:
+            background.add_task(send_welcome_email, "ada@example.com")
+            return Response(status_code=201)
+        ```
+    """
+    if inspect.iscoroutinefunction(endpoint):
+
+        @functools.wraps(endpoint)
+        async def call_async(connection: C) -> Any:
+            return await endpoint(connection, get_background(connection))
+
+        return call_async  # type: ignore[return-value]
+
+    @functools.wraps(endpoint)
+    def call(connection: C) -> R:
+        return endpoint(connection, get_background(connection))
+
+    return call

@@ -1,0 +1,81 @@
+"""``@lightwork.task``: defaults attached to a function, found again from its coroutines."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from types import CodeType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ._options import UNSET, TaskOptions, _Unset
+
+if TYPE_CHECKING:
+    from ._types import RunIf
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Keyed by code object, so that both ``add_task(fn, ...)`` and ``add_task(fn(...))`` find the
+# definition: a coroutine object knows its code (``cr_code``) but not its function.
+_definitions: dict[CodeType, TaskOptions] = {}
+
+
+def task(
+    *,
+    name: str | None = None,
+    timeout: float | _Unset | None = UNSET,
+    slow_threshold: float | _Unset | None = UNSET,
+    on_complete: Callable[[Any], object] | None = None,
+    on_error: Callable[[BaseException], object] | None = None,
+    run_if: RunIf | None = None,
+) -> Callable[[F], F]:
+    """Give a function default options for every task made from it.
+
+    Both forms of ``add_task`` pick the defaults up; options passed to ``add_task`` win.
+    The function is returned unchanged, so it can still be called and tested directly.
+
+    Args:
+        name: the task's name in logs and metrics (default: the function's qualified name).
+        timeout: seconds before the task is cancelled; ``None`` for no limit.
+        slow_threshold: seconds after which the task is reported slow; ``None`` for never.
+        on_complete: called with the result when the task completes (sync or async).
+        on_error: called with what ended the task otherwise (sync or async).
+        run_if: which requests release the task (see ``RunIf``).
+
+    Example:
+        ```python
+        @lightwork.task(name="welcome-email", timeout=5, on_error=report)
+        async def send_welcome_email(address: str) -> None: ...
+
+        background.add_task(send_welcome_email, "ada@example.com")
+        ```
+    """
+    options = TaskOptions(
+        name=name,
+        timeout=timeout,
+        slow_threshold=slow_threshold,
+        on_complete=on_complete,
+        on_error=on_error,
+        run_if=run_if,
+    )
+
+    def register(fn: F) -> F:
+        code = code_of(fn)
+        if code is None:
+            raise TypeError(f"@lightwork.task decorates functions, not {fn!r}")
+        _definitions[code] = options
+        return fn
+
+    return register
+
+
+def code_of(fn: object) -> CodeType | None:
+    """Return the code object behind a function or a ``functools.partial`` of one."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    code = getattr(fn, "__code__", None)
+    return code if isinstance(code, CodeType) else None
+
+
+def definition_of(code: CodeType | None) -> TaskOptions | None:
+    """Return the options ``@lightwork.task`` gave the function with this code, if any."""
+    return _definitions.get(code) if code is not None else None

@@ -1,0 +1,169 @@
+"""The task handle returned by ``add_task``, and the states a task goes through."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine, Generator
+    from contextvars import Context
+
+    from ._scheduler import Scheduler
+    from ._types import RunIf
+
+T = TypeVar("T")
+
+
+class TaskState(enum.StrEnum):
+    """Where a task is in its life; the last five are terminal and each task reaches exactly one."""
+
+    PENDING = "pending"
+    """Accepted, waiting for its request's response to be sent."""
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+    DROPPED = "dropped"
+    """Never started: its request failed, or the scheduler had closed."""
+
+
+class TaskHandle(Generic[T]):
+    """A background task, as returned by ``add_task``; awaiting it gives the task's outcome.
+
+    ``await handle`` returns the task's result or raises what ended it: the task's own
+    exception, :class:`~lightwork.TaskTimeoutError`, :class:`~lightwork.TaskCancelledError`
+    or :class:`~lightwork.TaskDroppedError`. Awaiting never affects the task, and a handle
+    may be awaited any number of times, from the scheduler's event loop.
+
+    Example:
+        ```python
+        handle = background.add_task(fetch_avatar(user_id), timeout=5)
+        handle.cancel()
+        ```
+    """
+
+    # One of these exists per task: keep it slotted and free of references to the request.
+    __slots__ = (
+        "_args",
+        "_cancel_reason",
+        "_context",
+        "_coro",
+        "_on_complete",
+        "_on_error",
+        "_outcome",
+        "_run_if",
+        "_scheduler",
+        "_slow_logged",
+        "_started_at",
+        "_task",
+        "_timer",
+        "_waiter",
+        "duration",
+        "id",
+        "name",
+        "slow_threshold",
+        "state",
+        "timeout",
+    )
+
+    id: int
+    """Unique within the process, in the order tasks were added."""
+    name: str
+    state: TaskState
+    timeout: float | None
+    slow_threshold: float | None
+    duration: float | None
+    """Seconds from start to end, once the task has ended after starting."""
+
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        task_id: int,
+        name: str,
+        coro: Coroutine[Any, Any, T],
+        context: Context,
+        timeout: float | None,
+        slow_threshold: float | None,
+        on_complete: Callable[[Any], object] | None,
+        on_error: Callable[[BaseException], object] | None,
+        run_if: RunIf | None,
+    ) -> None:
+        self._scheduler = scheduler
+        self.id = task_id
+        self.name = name
+        self.state = TaskState.PENDING
+        self.timeout = timeout
+        self.slow_threshold = slow_threshold
+        self.duration = None
+        self._coro: Coroutine[Any, Any, T] | None = coro
+        self._context = context
+        self._on_complete = on_complete
+        self._on_error = on_error
+        self._run_if = run_if
+        self._task: asyncio.Task[T] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._started_at = 0.0
+        self._slow_logged = False
+        self._cancel_reason: str | None = None
+        self._outcome: object = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._args: str | None = None
+
+    def __repr__(self) -> str:
+        duration = "" if self.duration is None else f" duration={self.duration * 1000:.1f}ms"
+        return f"<TaskHandle id={self.id} name={self.name!r} state={self.state.value}{duration}>"
+
+    def done(self) -> bool:
+        """Tell whether the task has reached its terminal state."""
+        return self.state not in (TaskState.PENDING, TaskState.RUNNING)
+
+    def result(self) -> T:
+        """Return the task's result, or raise what ended it.
+
+        Raises:
+            asyncio.InvalidStateError: the task has not ended yet.
+        """
+        if self.state is TaskState.COMPLETED:
+            return cast("T", self._outcome)
+        if not self.done():
+            raise asyncio.InvalidStateError(
+                f"task {self.name!r} has not ended (it is {self.state})"
+            )
+        raise cast("BaseException", self._outcome)
+
+    def exception(self) -> BaseException | None:
+        """Return what ended the task without a result, or ``None`` if it completed.
+
+        Raises:
+            asyncio.InvalidStateError: the task has not ended yet.
+        """
+        if not self.done():
+            raise asyncio.InvalidStateError(
+                f"task {self.name!r} has not ended (it is {self.state})"
+            )
+        return None if self.state is TaskState.COMPLETED else cast("BaseException", self._outcome)
+
+    def cancel(self) -> bool:
+        """Cancel the task; return ``False`` if it had already ended.
+
+        A running task is cancelled on the event loop and ends as ``cancelled`` once its
+        coroutine has unwound; a pending one ends at once without starting.
+        """
+        return self._scheduler._cancel(self, "cancelled")
+
+    def __await__(self) -> Generator[Any, None, T]:
+        if not self.done():
+            if self._waiter is None:
+                self._waiter = self._scheduler._loop_for_waiting().create_future()
+            # Shielded, so that a cancelled awaiter does not cancel the waiter others share.
+            yield from asyncio.shield(self._waiter).__await__()
+        return self.result()
+
+    def _on_timer(self) -> None:
+        self._scheduler._on_timer(self)
+
+    def _on_done(self, task: asyncio.Task[T]) -> None:
+        self._scheduler._on_done(self, task)

@@ -1,0 +1,125 @@
+"""``BackgroundMiddleware``: a pure ASGI middleware that gives every request a background handle."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final, get_args
+
+from ._background import SCOPE_KEY, Background
+from ._options import check_run_if
+from ._scheduler import Scheduler
+from ._types import RunIf, StartPolicy
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+_START_POLICIES: Final = get_args(StartPolicy)
+
+
+class BackgroundMiddleware:
+    """Give each request a :class:`Background` handle, and run the app's scheduler.
+
+    The handle is at :func:`get_background(request) <get_background>` and at
+    ``request.state.background``. Tasks run detached: the response never waits for them,
+    and neither does the next request on a keep-alive connection.
+
+    The scheduler starts with the app's lifespan and, at shutdown, drains before the app's
+    own shutdown code runs, so tasks can still use what the app's lifespan set up.
+
+    Args:
+        app: the ASGI app to wrap.
+        scheduler: the scheduler to run tasks on; a default ``Scheduler()`` if not given.
+        start: ``"after_response"`` (default) starts a request's tasks once its response is
+            sent; ``"immediately"`` starts them as they are added. Websocket tasks always
+            start immediately.
+        run_if: which requests release their tasks: ``"no_exception"`` (default),
+            ``"success"`` or ``"always"``; a task's own ``run_if`` wins.
+
+    Example:
+        ```python
+        app = Starlette(
+            routes=routes,
+            middleware=[Middleware(BackgroundMiddleware, run_if="success")],
+        )
+        ```
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        scheduler: Scheduler | None = None,
+        *,
+        start: StartPolicy = "after_response",
+        run_if: RunIf = "no_exception",
+    ) -> None:
+        if scheduler is not None and not isinstance(scheduler, Scheduler):
+            raise TypeError(f"scheduler must be a lightwork.Scheduler, not {scheduler!r}")
+        if start not in _START_POLICIES:
+            raise ValueError(
+                f"start must be one of {', '.join(map(repr, _START_POLICIES))}, not {start!r}"
+            )
+        check_run_if(run_if)
+        self.app = app
+        self.scheduler = scheduler if scheduler is not None else Scheduler()
+        self.start: StartPolicy = start
+        self.run_if: RunIf = run_if
+
+    def __repr__(self) -> str:
+        return f"<BackgroundMiddleware start={self.start!r} run_if={self.run_if!r}>"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "websocket":
+            _attach(scope, Background(self.scheduler, self.run_if, released=True))
+            await self.app(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        immediately = self.start == "immediately"
+        background = Background(self.scheduler, self.run_if, released=immediately)
+        _attach(scope, background)
+        if immediately:
+            await self.app(scope, receive, send)
+            return
+        status: int | None = None
+
+        async def send_then_release(message: Message) -> None:
+            nonlocal status
+            kind = message["type"]
+            if kind == "http.response.start":
+                status = message["status"]
+            await send(message)
+            if (
+                kind == "http.response.body" and not message.get("more_body", False)
+            ) or kind == "http.response.pathsend":
+                background._release(status, None)
+
+        try:
+            await self.app(scope, receive, send_then_release)
+        except BaseException as exc:
+            if not background._released:
+                background._release(status, exc)
+            raise
+        if not background._released:  # the app returned without finishing a response
+            background._release(status, None)
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def receive_and_manage() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self.scheduler.start()
+            elif message["type"] == "lifespan.shutdown":
+                await self.scheduler.aclose()
+            return message
+
+        await self.app(scope, receive_and_manage, send)
+
+
+def _attach(scope: Scope, background: Background) -> None:
+    scope[SCOPE_KEY] = background
+    # A copy, so that a server sharing one lifespan state dict across requests is not changed.
+    scope["state"] = {**scope.get("state", {}), "background": background}

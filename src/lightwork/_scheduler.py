@@ -1,0 +1,456 @@
+"""The scheduler: runs tasks as plain asyncio tasks, times them with loop timers, drains them.
+
+The hot path is one ``loop.create_task``, one done-callback and at most one live
+``loop.call_later`` timer per task (the slow-task warning first, then the timeout): no
+wrapper coroutine, no cancel scope, no task group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+from contextvars import Context
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeVar
+
+import anyio
+
+from . import _logging as log
+from ._exceptions import (
+    SchedulerClosedError,
+    TaskCancelledError,
+    TaskDroppedError,
+    TaskTimeoutError,
+)
+from ._handle import TaskHandle, TaskState
+from ._options import check_duration
+from ._source import TaskSource
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine
+
+    from ._types import RunIf
+
+T = TypeVar("T")
+
+CANCEL_GRACE_S: Final = 1.0
+"""How long shutdown waits for cancelled tasks to unwind before reporting them abandoned."""
+
+_Phase = Literal["idle", "running", "closing", "closed"]
+_TERMINAL: Final = tuple(s for s in TaskState if s not in (TaskState.PENDING, TaskState.RUNNING))
+_task_ids = itertools.count(1)
+_EMPTY_CONTEXT: Final = Context()  # replaces an ended task's context, so it can be freed
+
+
+class TaskObserver(Protocol):
+    """Told of every task any scheduler accepts and ends; used by :mod:`lightwork.testing`."""
+
+    def task_added(self, handle: TaskHandle[Any], /) -> None: ...
+    def task_ended(self, handle: TaskHandle[Any], /) -> None: ...
+
+
+observers: list[TaskObserver] = []
+
+
+class Scheduler(TaskSource):
+    """Runs background tasks on the event loop, detached from whoever added them.
+
+    ``BackgroundMiddleware`` makes one per app and starts and closes it with the app's
+    lifespan; pass your own to configure it or to add tasks outside requests.
+
+    Args:
+        timeout: default seconds a task may run before it is cancelled; ``None`` for no limit.
+        slow_threshold: default seconds after which a still-running task is reported as
+            slow (``background_task_slow``); ``None`` to never report.
+        drain_timeout: seconds that shutdown waits for running tasks before cancelling them.
+        max_threads: how many sync callables may run at once in lightwork's own worker
+            threads, apart from the pool Starlette uses for sync endpoints.
+        log_args: include each task's arguments in its log events (off: they may hold secrets).
+
+    Example:
+        ```python
+        scheduler = lightwork.Scheduler(timeout=10, slow_threshold=0.25)
+        app = Starlette(middleware=[Middleware(BackgroundMiddleware, scheduler=scheduler)])
+
+        async with scheduler:  # outside an app, e.g. in a script
+            scheduler.add_task(refresh_cache())
+        ```
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout: float | None = 30.0,
+        slow_threshold: float | None = 0.1,
+        drain_timeout: float = 10.0,
+        max_threads: int = 10,
+        log_args: bool = False,
+    ) -> None:
+        check_duration("timeout", timeout)
+        check_duration("slow_threshold", slow_threshold)
+        check_duration("drain_timeout", drain_timeout, allow_none=False)
+        if isinstance(max_threads, bool) or not isinstance(max_threads, int) or max_threads < 1:
+            raise ValueError(f"max_threads must be a positive integer, not {max_threads!r}")
+        self.timeout = timeout
+        self.slow_threshold = slow_threshold
+        self.drain_timeout = drain_timeout
+        self.max_threads = max_threads
+        self.log_args = log_args
+        self._phase: _Phase = "idle"
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._debug = False
+        self._running: set[TaskHandle[Any]] = set()
+        self._callbacks: set[asyncio.Task[None]] = set()
+        self._added = 0
+        self._counts: dict[TaskState, int] = dict.fromkeys(_TERMINAL, 0)
+
+    def __repr__(self) -> str:
+        counts = " ".join(f"{state.value}={n}" for state, n in self._counts.items())
+        return (
+            f"<Scheduler {self._phase} added={self._added} running={len(self._running)} {counts}>"
+        )
+
+    @property
+    def _scheduler(self) -> Scheduler:
+        return self
+
+    @property
+    def running(self) -> int:
+        """How many tasks are running now."""
+        return len(self._running)
+
+    def counts(self) -> dict[str, int]:
+        """Return how many tasks were added, are running, and ended in each terminal state."""
+        totals = {"added": self._added, "running": len(self._running)}
+        totals.update((state.value, n) for state, n in self._counts.items())
+        return totals
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind to the running event loop and accept tasks; done for you by the app's lifespan."""
+        self._bind(asyncio.get_running_loop())
+        if self._phase != "running":
+            self._phase = "running"
+            log.logger.debug(log.SCHEDULER_STARTED, lifespan=True)
+
+    async def aclose(self) -> None:
+        """Stop accepting tasks, wait up to ``drain_timeout`` for running ones, cancel the rest.
+
+        Every task still running at the deadline is cancelled and logged as cancelled with
+        ``reason="shutdown"``; one that does not unwind within a second after that is
+        logged as ``background_task_abandoned``. Ends with one ``background_scheduler_closed``
+        event that counts each terminal state.
+        """
+        if self._phase in ("idle", "closed"):
+            self._phase = "closed"
+            return
+        self._phase = "closing"
+        loop = asyncio.get_running_loop()
+        await self._wait_all(loop.time() + self.drain_timeout)
+        if self._running or self._callbacks:
+            for handle in list(self._running):
+                self._cancel(handle, "shutdown")
+            for callback in self._callbacks:
+                callback.cancel()
+            await self._wait_all(loop.time() + CANCEL_GRACE_S)
+        for handle in self._running:
+            log.logger.error(log.TASK_ABANDONED, **self._fields(handle))
+        self._phase = "closed"
+        log.logger.info(log.SCHEDULER_CLOSED, **self.counts())
+
+    async def __aenter__(self) -> Scheduler:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def _wait_all(self, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        # Async callbacks may add work while we wait: look again until none is left.
+        while pending := {h._task for h in self._running if h._task} | self._callbacks:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            await asyncio.wait(pending, timeout=remaining)
+
+    def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._loop is not loop:
+            if self._running and self._loop is not None and not self._loop.is_closed():
+                raise RuntimeError(
+                    "this lightwork Scheduler is running tasks on another event loop; "
+                    "use one Scheduler per event loop"
+                )
+            self._loop = loop
+            self._limiter = anyio.CapacityLimiter(self.max_threads)
+        self._debug = log.debug_enabled()
+
+    # -- accepting tasks --------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._phase in ("closing", "closed"):
+            raise SchedulerClosedError(
+                f"the lightwork scheduler is {self._phase}: tasks can no longer be added "
+                "(add them before the app's shutdown begins)"
+            )
+
+    def _new_handle(
+        self,
+        coro: Coroutine[Any, Any, T],
+        name: str,
+        timeout: float | None,
+        slow_threshold: float | None,
+        on_complete: Callable[[Any], object] | None,
+        on_error: Callable[[BaseException], object] | None,
+        run_if: RunIf | None,
+        context: Context,
+    ) -> TaskHandle[T]:
+        handle = TaskHandle(
+            self, next(_task_ids), name, coro, context,
+            timeout, slow_threshold, on_complete, on_error, run_if,
+        )  # fmt: skip
+        self._added += 1
+        if observers:
+            for observer in observers:
+                observer.task_added(handle)
+        return handle
+
+    def _accept(self, handle: TaskHandle[Any]) -> None:
+        """Start *handle* now, from the loop or from any other thread."""
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is self._loop and self._phase == "running":
+            self._start(handle)
+        elif loop is None and self._loop is not None and self._phase == "running":
+            self._loop.call_soon_threadsafe(self._start, handle)
+        elif loop is not None and self._phase == "idle":
+            self._bind(loop)
+            self._phase = "running"
+            log.logger.warning(
+                log.SCHEDULER_STARTED,
+                lifespan=False,
+                hint="started on first use: run the app's lifespan (or `async with scheduler`) "
+                "so that tasks are drained at shutdown",
+            )
+            self._start(handle)
+        elif loop is not None and self._phase == "running":
+            self._drop(handle, "added from another event loop than the scheduler's")
+            raise RuntimeError("tasks must be added on the scheduler's own event loop")
+        else:
+            self._drop(handle, f"scheduler {self._phase}")
+            self._check_open()
+            raise SchedulerClosedError(
+                "the lightwork scheduler is not running: start it first (the app's lifespan "
+                "does, or `async with scheduler`)"
+            )
+
+    def _release(self, handle: TaskHandle[Any]) -> None:
+        """Start a task whose request has ended, or drop it if the scheduler has closed."""
+        if self._phase == "running":
+            self._start(handle)
+        else:
+            self._drop(handle, f"scheduler {self._phase} before the response was sent")
+
+    def _start(self, handle: TaskHandle[Any]) -> None:
+        if handle.state is not TaskState.PENDING:  # cancelled before it could start
+            return
+        loop = self._loop
+        assert loop is not None
+        coro, handle._coro = handle._coro, None
+        assert coro is not None
+        task = loop.create_task(coro, name=handle.name, context=handle._context)
+        handle._task = task
+        handle.state = TaskState.RUNNING
+        handle._started_at = loop.time()
+        task.add_done_callback(handle._on_done, context=handle._context)
+        slow, timeout = handle.slow_threshold, handle.timeout
+        if slow is not None and (timeout is None or slow < timeout):
+            handle._timer = loop.call_later(slow, handle._on_timer)
+        elif timeout is not None:
+            handle._timer = loop.call_later(timeout, handle._on_timer)
+        self._running.add(handle)
+
+    # -- ending tasks -----------------------------------------------------------------------
+
+    def _on_timer(self, handle: TaskHandle[Any]) -> None:
+        handle._timer = None
+        task, loop = handle._task, self._loop
+        if task is None or loop is None or task.done():
+            return
+        slow, timeout = handle.slow_threshold, handle.timeout
+        if not handle._slow_logged and slow is not None and (timeout is None or slow < timeout):
+            elapsed = loop.time() - handle._started_at
+            self._report_slow(handle, elapsed)
+            if timeout is not None:
+                handle._timer = loop.call_later(max(timeout - elapsed, 0.0), handle._on_timer)
+            return
+        self._cancel(handle, "timeout")
+
+    def _report_slow(self, handle: TaskHandle[Any], elapsed: float) -> None:
+        handle._slow_logged = True
+        assert handle.slow_threshold is not None
+        handle._context.run(
+            log.logger.warning,
+            log.TASK_SLOW,
+            **self._fields(handle, elapsed),
+            threshold_ms=round(handle.slow_threshold * 1000, 1),
+            hint=log.SLOW_HINT,
+        )
+
+    def _cancel(self, handle: TaskHandle[Any], reason: str) -> bool:
+        if handle.state is TaskState.PENDING:
+            handle._cancel_reason = reason
+            self._close_unstarted(handle, TaskState.CANCELLED, reason)
+            return True
+        task = handle._task
+        if task is None or task.done():
+            return False
+        if handle._cancel_reason is None:
+            handle._cancel_reason = reason
+        return task.cancel()
+
+    def _drop(self, handle: TaskHandle[Any], reason: str) -> None:
+        if handle.state is TaskState.PENDING:
+            self._close_unstarted(handle, TaskState.DROPPED, reason)
+
+    def _close_unstarted(self, handle: TaskHandle[Any], state: TaskState, reason: str) -> None:
+        if handle._coro is not None:
+            handle._coro.close()
+            handle._coro = None
+        error_type = TaskDroppedError if state is TaskState.DROPPED else TaskCancelledError
+        error = error_type(
+            f"task {handle.name!r} was {state} before it started: {reason}",
+            task=handle.name,
+            task_id=handle.id,
+        )
+        handle._context.run(self._finish, handle, state, error, reason)
+
+    def _on_done(self, handle: TaskHandle[Any], task: asyncio.Task[Any]) -> None:
+        # Runs in the task's own context, so log events carry the request's contextvars.
+        if handle._timer is not None:
+            handle._timer.cancel()
+            handle._timer = None
+        handle._task = None
+        assert self._loop is not None
+        duration = handle.duration = self._loop.time() - handle._started_at
+        self._running.discard(handle)
+        if (
+            not handle._slow_logged
+            and handle.slow_threshold is not None
+            and duration >= handle.slow_threshold
+        ):
+            self._report_slow(handle, duration)
+        reason = handle._cancel_reason
+        outcome: object
+        if task.cancelled():
+            if reason == "timeout":
+                state = TaskState.TIMED_OUT
+                outcome = TaskTimeoutError(
+                    f"task {handle.name!r} ran past its timeout of {handle.timeout}s",
+                    task=handle.name,
+                    task_id=handle.id,
+                )
+            else:
+                state, reason = TaskState.CANCELLED, reason or "external"
+                outcome = TaskCancelledError(
+                    f"task {handle.name!r} was cancelled ({reason})",
+                    task=handle.name,
+                    task_id=handle.id,
+                )
+        elif (exc := task.exception()) is not None:
+            state, outcome = TaskState.FAILED, exc
+        else:
+            state, outcome = TaskState.COMPLETED, task.result()
+        self._finish(handle, state, outcome, reason)
+
+    def _finish(
+        self, handle: TaskHandle[Any], state: TaskState, outcome: object, reason: str | None
+    ) -> None:
+        handle.state = state
+        handle._outcome = outcome
+        self._counts[state] += 1
+        if state is TaskState.COMPLETED:
+            if self._debug:
+                log.logger.debug(log.TASK_COMPLETED, **self._fields(handle))
+            callback: Callable[[Any], object] | None = handle._on_complete
+        else:
+            self._log_unfinished(handle, state, outcome, reason)
+            callback = handle._on_error
+        if callback is not None:
+            self._call_back(handle, callback, outcome)
+        waiter = handle._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        handle._context = _EMPTY_CONTEXT
+        handle._on_complete = handle._on_error = None
+        if observers:
+            for observer in observers:
+                observer.task_ended(handle)
+
+    def _log_unfinished(
+        self, handle: TaskHandle[Any], state: TaskState, outcome: object, reason: str | None
+    ) -> None:
+        fields = self._fields(handle)
+        if state is TaskState.FAILED:
+            log.logger.error(log.TASK_FAILED, **fields, exc_info=outcome)
+        elif state is TaskState.TIMED_OUT:
+            log.logger.warning(log.TASK_TIMED_OUT, **fields, timeout_s=handle.timeout)
+        elif state is TaskState.CANCELLED:
+            log.logger.warning(log.TASK_CANCELLED, **fields, reason=reason)
+        else:
+            log.logger.warning(log.TASK_DROPPED, **fields, reason=reason)
+
+    def _fields(self, handle: TaskHandle[Any], elapsed: float | None = None) -> dict[str, Any]:
+        fields: dict[str, Any] = {"task": handle.name, "task_id": handle.id}
+        duration = handle.duration if elapsed is None else elapsed
+        if duration is not None:
+            fields["duration_ms"] = round(duration * 1000, 1)
+        if handle._args is not None:
+            fields["args"] = handle._args
+        return fields
+
+    def _call_back(
+        self, handle: TaskHandle[Any], callback: Callable[[Any], object], argument: object
+    ) -> None:
+        try:
+            result = callback(argument)
+        except Exception as exc:  # noqa: BLE001 -- a user's callback: report, never propagate
+            self._report_callback_error(handle, callback, exc)
+            return
+        if inspect.isawaitable(result):
+            assert self._loop is not None
+            awaiting = self._loop.create_task(self._await_callback(handle, callback, result))
+            self._callbacks.add(awaiting)
+            awaiting.add_done_callback(self._callbacks.discard)
+
+    async def _await_callback(
+        self, handle: TaskHandle[Any], callback: Callable[[Any], object], result: Any
+    ) -> None:
+        try:
+            await result
+        except Exception as exc:  # noqa: BLE001 -- a user's callback: report, never propagate
+            self._report_callback_error(handle, callback, exc)
+
+    def _report_callback_error(
+        self, handle: TaskHandle[Any], callback: Callable[[Any], object], exc: Exception
+    ) -> None:
+        log.logger.error(
+            log.CALLBACK_FAILED,
+            **self._fields(handle),
+            callback=getattr(callback, "__qualname__", repr(callback)),
+            exc_info=exc,
+        )
+
+    def _loop_for_waiting(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            raise RuntimeError("the scheduler has no event loop yet: it was never started")
+        return self._loop
+
+    def _thread_limiter(self) -> anyio.CapacityLimiter:
+        if self._limiter is None:  # a task started before the scheduler bound to a loop
+            self._limiter = anyio.CapacityLimiter(self.max_threads)
+        return self._limiter

@@ -1,0 +1,225 @@
+"""``add_task``: its two call forms, their typing, and the checks that run at the call site."""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import reprlib
+from types import CoroutineType
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, overload
+
+import anyio.to_thread
+
+from ._definitions import code_of, definition_of
+from ._options import UNSET, TaskOptions, _Unset
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Coroutine
+
+    from ._handle import TaskHandle
+    from ._scheduler import Scheduler
+    from ._types import RunIf
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+OPTION_NAMES: Final = ("name", "timeout", "slow_threshold", "on_complete", "on_error", "run_if")
+_args_repr = reprlib.Repr()
+_args_repr.maxlevel, _args_repr.maxstring, _args_repr.maxother = 3, 60, 60
+
+
+class TaskSource:
+    """Anything ``add_task`` can be called on: a request's ``Background`` or a ``Scheduler``."""
+
+    __slots__ = ()
+
+    @property
+    def _scheduler(self) -> Scheduler:
+        raise NotImplementedError
+
+    def _accept(self, handle: TaskHandle[Any]) -> None:
+        raise NotImplementedError
+
+    @overload
+    def add_task(
+        self,
+        coro: Coroutine[Any, Any, T],
+        /,
+        *,
+        name: str | None = None,
+        timeout: float | _Unset | None = UNSET,
+        slow_threshold: float | _Unset | None = UNSET,
+        on_complete: Callable[[T], object] | None = None,
+        on_error: Callable[[BaseException], object] | None = None,
+        run_if: RunIf | None = None,
+    ) -> TaskHandle[T]: ...
+    @overload
+    def add_task(
+        self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> TaskHandle[T]: ...
+    @overload
+    def add_task(
+        self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> TaskHandle[T]: ...
+    def add_task(self, target: Any, /, *args: Any, **kwargs: Any) -> TaskHandle[Any]:
+        """Run a task in the background and return its handle at once.
+
+        Two forms:
+
+        - ``add_task(fn, *args, **kwargs)``, as in Starlette: every argument goes to ``fn``.
+          An async ``fn`` runs on the event loop; a sync one in lightwork's worker threads.
+        - ``add_task(coro, *, name=, timeout=, slow_threshold=, on_complete=, on_error=,
+          run_if=)``, with a coroutine object: the keywords are lightwork's options, so they
+          never collide with the task's own arguments.
+
+        Args:
+            target: an async or sync callable, or a coroutine object.
+            *args: positional arguments for a callable ``target``.
+            **kwargs: keyword arguments for a callable ``target``, or options for a coroutine.
+
+        Returns:
+            The task's handle; ``await`` it for the outcome, or ignore it.
+
+        Raises:
+            TypeError: *target* is neither callable nor a coroutine, or an option is unknown
+                or of the wrong type. A rejected coroutine is closed, so it warns of nothing.
+            SchedulerClosedError: the app is shutting down.
+
+        Example:
+            ```python
+            background.add_task(send_email, "ada@example.com", subject="Welcome")
+            background.add_task(send_email("ada@example.com"), name="welcome", timeout=5)
+            ```
+        """
+        scheduler = self._scheduler
+        if isinstance(target, CoroutineType):
+            try:
+                scheduler._check_open()
+                handle = _from_coroutine(scheduler, target, args, kwargs)
+            except BaseException:
+                target.close()
+                raise
+        elif callable(target):
+            scheduler._check_open()
+            handle = _from_callable(scheduler, target, args, kwargs)
+        else:
+            raise TypeError(_not_a_task(target))
+        self._accept(handle)
+        return handle
+
+
+def _from_coroutine(
+    scheduler: Scheduler, coro: CoroutineType[Any, Any, Any], args: tuple[Any, ...], kwargs: Any
+) -> TaskHandle[Any]:
+    if args:
+        raise TypeError(
+            "add_task() takes no positional arguments after a coroutine object; "
+            "pass them when calling the coroutine function"
+        )
+    if unknown := kwargs.keys() - OPTION_NAMES:
+        raise TypeError(
+            f"add_task() got unknown option(s) {', '.join(map(repr, sorted(unknown)))}; "
+            f"after a coroutine object the keywords are lightwork's options "
+            f"({', '.join(OPTION_NAMES)}): pass the task's own arguments to its function"
+        )
+    options = definition_of(coro.cr_code)
+    if kwargs:
+        call_options = TaskOptions(**kwargs)
+        options = call_options if options is None else call_options.over(options)
+    handle = _new_handle(scheduler, coro, options, coro.__qualname__)
+    if scheduler.log_args and coro.cr_frame is not None:
+        handle._args = _args_repr.repr(dict(coro.cr_frame.f_locals))
+    return handle
+
+
+def _from_callable(
+    scheduler: Scheduler, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> TaskHandle[Any]:
+    code = code_of(fn)
+    if code is not None and code.co_flags & inspect.CO_ASYNC_GENERATOR:
+        raise TypeError(f"add_task() cannot run the async generator function {fn!r}")
+    coro: Coroutine[Any, Any, Any]
+    if (code is not None and code.co_flags & inspect.CO_COROUTINE) or _is_async_callable(fn):
+        awaitable = fn(*args, **kwargs)
+        coro = awaitable if inspect.iscoroutine(awaitable) else _await(fn, awaitable)
+    else:
+        coro = _run_in_thread(scheduler, fn, args, kwargs)
+    handle = _new_handle(scheduler, coro, definition_of(code), _name_of(fn))
+    if scheduler.log_args:
+        handle._args = _args_repr.repr((args, kwargs))
+    return handle
+
+
+def _new_handle(
+    scheduler: Scheduler,
+    coro: Coroutine[Any, Any, Any],
+    options: TaskOptions | None,
+    default_name: str,
+) -> TaskHandle[Any]:
+    context = contextvars.copy_context()
+    if options is None:
+        return scheduler._new_handle(
+            coro, default_name, scheduler.timeout, scheduler.slow_threshold,
+            None, None, None, context,
+        )  # fmt: skip
+    return scheduler._new_handle(
+        coro,
+        options.name or default_name,
+        scheduler.timeout if options.timeout is UNSET else options.timeout,
+        scheduler.slow_threshold if options.slow_threshold is UNSET else options.slow_threshold,
+        options.on_complete,
+        options.on_error,
+        options.run_if,
+        context,
+    )
+
+
+def _is_async_callable(obj: object) -> bool:
+    while isinstance(obj, functools.partial):
+        obj = obj.func
+    return inspect.iscoroutinefunction(obj) or inspect.iscoroutinefunction(
+        getattr(obj, "__call__", None)  # noqa: B004 -- an async __call__, not callability
+    )
+
+
+def _name_of(fn: object) -> str:
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    name = getattr(fn, "__qualname__", None)
+    return name if isinstance(name, str) else type(fn).__qualname__
+
+
+def _not_a_task(target: object) -> str:
+    hint = (
+        "pass a coroutine object (`add_task(fn(...))`) or the async function"
+        if inspect.isawaitable(target)
+        else "did you call the function instead of passing it? Use `add_task(fn, *args)`"
+    )
+    return (
+        f"add_task() needs a function or a coroutine object, not {target!r} "
+        f"({type(target).__name__}): {hint}"
+    )
+
+
+async def _await(fn: object, awaitable: Any) -> Any:
+    if not inspect.isawaitable(awaitable):
+        raise TypeError(f"{fn!r} is marked async but returned {awaitable!r}, not an awaitable")
+    return await awaitable
+
+
+async def _run_in_thread(
+    scheduler: Scheduler, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    result = await anyio.to_thread.run_sync(
+        functools.partial(fn, *args, **kwargs),
+        limiter=scheduler._thread_limiter(),
+        abandon_on_cancel=True,  # a thread cannot be stopped: on timeout, stop waiting for it
+    )
+    if inspect.iscoroutine(result):
+        result.close()
+        raise TypeError(
+            f"{_name_of(fn)} is a sync function that returned a coroutine: pass an async "
+            "function (`async def`) or the coroutine object itself to add_task()"
+        )
+    return result
