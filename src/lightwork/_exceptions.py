@@ -4,6 +4,7 @@ The tree::
 
     LightworkError
     ├── BackgroundNotInstalledError (LookupError)
+    ├── MissingDependencyError (ImportError)
     ├── SchedulerClosedError (RuntimeError)
     └── TaskError
         ├── TaskTimeoutError (TimeoutError)
@@ -22,6 +23,15 @@ class LightworkError(Exception):
 
 class BackgroundNotInstalledError(LightworkError, LookupError):
     """Raised when a request has no background handle because BackgroundMiddleware is missing."""
+
+
+class MissingDependencyError(LightworkError, ImportError):
+    """Raised when an optional feature's extra is not installed; says what to install."""
+
+    def __init__(self, feature: str, extra: str) -> None:
+        super().__init__(
+            f"{feature} needs an optional dependency: pip install 'lightwork[{extra}]'"
+        )
 
 
 class SchedulerClosedError(LightworkError, RuntimeError):

@@ -155,12 +155,16 @@ class TaskHandle(Generic[T]):
         return self._scheduler._cancel(self, "cancelled")
 
     def __await__(self) -> Generator[Any, None, T]:
+        yield from self._ended().__await__()
+        return self.result()
+
+    async def _ended(self) -> None:
+        """Wait for the end without raising its outcome."""
         if not self.done():
             if self._waiter is None:
                 self._waiter = self._scheduler._loop_for_waiting().create_future()
             # Shielded, so that a cancelled awaiter does not cancel the waiter others share.
-            yield from asyncio.shield(self._waiter).__await__()
-        return self.result()
+            await asyncio.shield(self._waiter)
 
     def _on_timer(self) -> None:
         self._scheduler._on_timer(self)

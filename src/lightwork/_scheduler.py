@@ -269,9 +269,9 @@ class Scheduler(TaskSource):
         task.add_done_callback(handle._on_done, context=handle._context)
         slow, timeout = handle.slow_threshold, handle.timeout
         if slow is not None and (timeout is None or slow < timeout):
-            handle._timer = loop.call_later(slow, handle._on_timer)
+            handle._timer = loop.call_later(slow, handle._on_timer, context=handle._context)
         elif timeout is not None:
-            handle._timer = loop.call_later(timeout, handle._on_timer)
+            handle._timer = loop.call_later(timeout, handle._on_timer, context=handle._context)
         self._running.add(handle)
 
     # -- ending tasks -----------------------------------------------------------------------
@@ -286,15 +286,16 @@ class Scheduler(TaskSource):
             elapsed = loop.time() - handle._started_at
             self._report_slow(handle, elapsed)
             if timeout is not None:
-                handle._timer = loop.call_later(max(timeout - elapsed, 0.0), handle._on_timer)
+                handle._timer = loop.call_later(
+                    max(timeout - elapsed, 0.0), handle._on_timer, context=handle._context
+                )
             return
         self._cancel(handle, "timeout")
 
     def _report_slow(self, handle: TaskHandle[Any], elapsed: float) -> None:
         handle._slow_logged = True
         assert handle.slow_threshold is not None
-        handle._context.run(
-            log.logger.warning,
+        log.logger.warning(
             log.TASK_SLOW,
             **self._fields(handle, elapsed),
             threshold_ms=round(handle.slow_threshold * 1000, 1),

@@ -1,0 +1,42 @@
+"""FastAPI support: ``BackgroundDep`` gives a path operation the request's background handle.
+
+Example:
+    ```python
+    from lightwork.fastapi import BackgroundDep
+
+    @app.post("/signup")
+    async def signup(address: str, background: BackgroundDep) -> dict[str, str]:
+        background.add_task(send_welcome_email, address)
+        return {"status": "ok"}
+    ```
+
+Add ``lightwork.BackgroundMiddleware`` to the app (``app.add_middleware(BackgroundMiddleware)``).
+An ``HTTPException`` is answered as a response, so it follows the same ``run_if`` rule as
+any response with its status code.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, TypeAlias
+
+from ._background import Background, get_background
+from ._exceptions import MissingDependencyError
+
+if TYPE_CHECKING:
+    from starlette.requests import HTTPConnection
+
+try:
+    from fastapi import Depends
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise MissingDependencyError("lightwork.fastapi", "fastapi") from exc
+
+__all__ = ["BackgroundDep", "background"]
+
+
+def background(connection: HTTPConnection) -> Background:
+    """Return the request's background handle; the dependency behind ``BackgroundDep``."""
+    return get_background(connection)
+
+
+BackgroundDep: TypeAlias = Annotated[Background, Depends(background)]
+"""A path-operation parameter annotated with this receives the request's ``Background``."""

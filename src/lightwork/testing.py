@@ -1,0 +1,103 @@
+"""Helpers for testing an app's background tasks; the pytest fixture ``lightwork_tasks`` uses them.
+
+Example:
+    ```python
+    def test_signup_sends_email(client: TestClient, lightwork_tasks: TaskRecorder) -> None:
+        client.post("/signup", json={"address": "ada@example.com"})
+        lightwork_tasks.wait()
+        assert lightwork_tasks.names() == ["welcome-email"]
+        assert lightwork_tasks.tasks[0].state is TaskState.COMPLETED
+    ```
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import TYPE_CHECKING, Any
+
+from ._scheduler import observers
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from ._handle import TaskHandle, TaskState
+
+__all__ = ["TaskRecorder"]
+
+
+class TaskRecorder:
+    """Record every task any scheduler accepts while the recorder is active.
+
+    Use it as a context manager (the ``lightwork_tasks`` fixture does). It is thread-safe,
+    so a test can ``wait()`` for tasks that run on ``TestClient``'s event loop thread, or
+    ``await join()`` for tasks on its own loop.
+    """
+
+    def __init__(self) -> None:
+        self.tasks: list[TaskHandle[Any]] = []
+        """Every task added while recording, in the order they were added."""
+        self._unfinished = 0
+        self._changed = threading.Condition()
+
+    def __repr__(self) -> str:
+        return f"<TaskRecorder tasks={len(self.tasks)} unfinished={self._unfinished}>"
+
+    def __enter__(self) -> TaskRecorder:
+        observers.append(self)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        observers.remove(self)
+
+    def task_added(self, handle: TaskHandle[Any], /) -> None:
+        """Note a new task (called by the scheduler)."""
+        with self._changed:
+            self.tasks.append(handle)
+            self._unfinished += 1
+
+    def task_ended(self, handle: TaskHandle[Any], /) -> None:
+        """Note a task's end (called by the scheduler)."""
+        with self._changed:
+            self._unfinished -= 1
+            self._changed.notify_all()
+
+    def names(self, state: TaskState | None = None) -> list[str]:
+        """Return the names of the recorded tasks, optionally only those in *state*."""
+        return [h.name for h in self.tasks if state is None or h.state is state]
+
+    def in_state(self, state: TaskState) -> list[TaskHandle[Any]]:
+        """Return the recorded tasks that are in *state*."""
+        return [h for h in self.tasks if h.state is state]
+
+    def wait(self, timeout: float = 5.0) -> None:
+        """Block until every recorded task has ended; for tasks on another thread's loop.
+
+        Raises:
+            TimeoutError: some task is still pending or running after *timeout* seconds.
+        """
+        with self._changed:
+            if not self._changed.wait_for(lambda: self._unfinished == 0, timeout):
+                raise TimeoutError(self._still_running(timeout))
+
+    async def join(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109 -- bounded by default
+        """Wait until every recorded task has ended; for tasks on the current event loop.
+
+        Raises:
+            TimeoutError: some task is still pending or running after *timeout* seconds.
+        """
+        try:
+            async with asyncio.timeout(timeout):
+                while unfinished := [h for h in self.tasks if not h.done()]:
+                    await asyncio.wait([asyncio.ensure_future(h._ended()) for h in unfinished])
+        except TimeoutError:
+            raise TimeoutError(self._still_running(timeout)) from None
+
+    def _still_running(self, timeout: float) -> str:
+        names = ", ".join(repr(h) for h in self.tasks if not h.done())
+        return f"background tasks still unfinished after {timeout}s: {names}"
