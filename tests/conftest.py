@@ -1,0 +1,27 @@
+"""Shared fixtures: every async test runs on both the default asyncio loop and uvloop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+
+import pytest
+import uvloop
+
+LOOPS: Mapping[str, Callable[[], asyncio.AbstractEventLoop]] = {
+    "asyncio": asyncio.new_event_loop,
+    "uvloop": uvloop.new_event_loop,
+}
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Parametrize every async test over both event loops."""
+    return LOOPS
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def anyio_backend_options(request: pytest.FixtureRequest) -> dict[str, bool]:
+    """Backend options for Starlette's TestClient: run its portal on each loop."""
+    return {"use_uvloop": request.param == "uvloop"}
