@@ -1,0 +1,26 @@
+"""JSON logs, one object per line: for production, where a log collector reads them."""
+
+import logging
+import sys
+from typing import TextIO
+
+import structlog
+
+
+def configure_json_logging(level: int = logging.INFO, file: TextIO = sys.stdout) -> None:
+    """Render every structlog event, lightwork's included, as one JSON object per line.
+
+    Call it before the app starts: lightwork's scheduler checks at start whether
+    debug events are enabled.
+    """
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,  # e.g. a request_id bound per request
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.dict_tracebacks,  # a failed task's traceback, as JSON
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file),
+    )
