@@ -422,7 +422,9 @@ async def test_json_logs_one_object_per_line() -> None:
     assert set(by_event) == {"background_task_failed", "background_scheduler_closed"}
     failed = by_event["background_task_failed"]
     assert (failed["level"], failed["task"]) == ("error", "welcome-email")
-    assert failed["exception"][0]["exc_type"] == "ValueError"
+    [exception] = failed["exception"]
+    assert exception["exc_type"] == "ValueError"
+    assert all("locals" not in frame for frame in exception["frames"])
     assert "timestamp" in failed
     closed = by_event["background_scheduler_closed"]
     assert (closed["level"], closed["completed"], closed["failed"]) == ("info", 1, 1)
@@ -451,6 +453,15 @@ async def test_the_debug_check_is_made_when_the_scheduler_starts() -> None:
     async with scheduler:  # started again, under the DEBUG configuration
         await scheduler.add_task(quick(), name="second")
     assert "task=second" in out.getvalue()
+
+
+# -- README.md ------------------------------------------------------------------------------
+
+
+def test_the_readme_example_is_the_quickstart() -> None:
+    readme = (ROOT / "README.md").read_text()
+    example = (ROOT / "docs" / "examples" / "quickstart.py").read_text()
+    assert f"```python\n{example}```" in readme
 
 
 # -- the demo ---------------------------------------------------------------------------------
