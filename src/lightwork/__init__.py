@@ -4,29 +4,59 @@ Light I/O work runs detached on the event loop, with a timeout, callbacks, and a
 when it runs slow; see the docs for the full guide.
 """
 
+from ._backend import JobStatus
 from ._background import Background, get_background, with_background
 from ._definitions import task
 from ._exceptions import (
+    BackendError,
+    BackendTimeoutError,
+    BackendUnavailableError,
     BackgroundNotInstalledError,
+    JobFailedError,
+    JobNotFoundError,
+    JobNotRegisteredError,
     LightworkError,
+    OffloadError,
+    OffloadPayloadError,
+    ResultTimeoutError,
     SchedulerClosedError,
     TaskCancelledError,
     TaskDroppedError,
     TaskError,
     TaskTimeoutError,
+    UnsupportedCapabilityError,
 )
 from ._handle import TaskHandle, TaskState
+from ._job import Job, JobRef
 from ._middleware import BackgroundMiddleware
+from ._offloader import Offloader
+from ._outbox import DeadLetter, Outbox
+from ._registry import offloadable
 from ._scheduler import Scheduler
 from ._types import RunIf, StartPolicy
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BackendError",
+    "BackendTimeoutError",
+    "BackendUnavailableError",
     "Background",
     "BackgroundMiddleware",
     "BackgroundNotInstalledError",
+    "DeadLetter",
+    "Job",
+    "JobFailedError",
+    "JobNotFoundError",
+    "JobNotRegisteredError",
+    "JobRef",
+    "JobStatus",
     "LightworkError",
+    "OffloadError",
+    "OffloadPayloadError",
+    "Offloader",
+    "Outbox",
+    "ResultTimeoutError",
     "RunIf",
     "Scheduler",
     "SchedulerClosedError",
@@ -37,8 +67,10 @@ __all__ = [
     "TaskHandle",
     "TaskState",
     "TaskTimeoutError",
+    "UnsupportedCapabilityError",
     "__version__",
     "get_background",
+    "offloadable",
     "task",
     "with_background",
 ]

@@ -23,12 +23,15 @@ from ._exceptions import (
     TaskTimeoutError,
 )
 from ._handle import TaskHandle, TaskState
+from ._offloader import offloader_for
 from ._options import check_duration
 from ._source import TaskSource
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
 
+    from ._backend import OffloadBackend
+    from ._offloader import Offloader
     from ._types import RunIf
 
 T = TypeVar("T")
@@ -66,6 +69,8 @@ class Scheduler(TaskSource):
         max_threads: how many sync callables may run at once in lightwork's own worker
             threads, apart from the pool Starlette uses for sync endpoints.
         log_args: include each task's arguments in its log events (off: they may hold secrets).
+        offload: where ``offload()`` sends jobs: an ``Offloader``, or a backend to make one
+            with (default: ``LocalBackend()``, a local process pool).
 
     Example:
         ```python
@@ -85,6 +90,7 @@ class Scheduler(TaskSource):
         drain_timeout: float = 10.0,
         max_threads: int = 10,
         log_args: bool = False,
+        offload: Offloader | OffloadBackend | None = None,
     ) -> None:
         check_duration("timeout", timeout)
         check_duration("slow_threshold", slow_threshold)
@@ -96,6 +102,8 @@ class Scheduler(TaskSource):
         self.drain_timeout = drain_timeout
         self.max_threads = max_threads
         self.log_args = log_args
+        self.offloader = offloader_for(offload)
+        """Where ``offload()`` sends jobs: the ``offload=`` argument, or the local process pool."""
         self._phase: _Phase = "idle"
         self._loop: asyncio.AbstractEventLoop | None = None
         self._limiter: anyio.CapacityLimiter | None = None

@@ -15,9 +15,11 @@ from ._definitions import code_of, definition_of
 from ._options import UNSET, TaskOptions, _Unset
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Coroutine
+    from collections.abc import Awaitable, Callable, Coroutine, Mapping
 
+    from ._backend import JSONValue
     from ._handle import TaskHandle
+    from ._job import Job, JobRef
     from ._scheduler import Scheduler
     from ._types import RunIf
 
@@ -107,6 +109,55 @@ class TaskSource:
             raise TypeError(_not_a_task(target))
         self._accept(handle)
         return handle
+
+    @overload
+    def offload(
+        self,
+        job: Job[T],
+        /,
+        *,
+        job_id: str | None = None,
+        delay: float | None = None,
+        priority: int | None = None,
+        options: Mapping[str, JSONValue] | None = None,
+    ) -> JobRef[T]: ...
+    @overload
+    def offload(
+        self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> JobRef[T]: ...
+    @overload
+    def offload(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> JobRef[T]: ...
+    @overload
+    def offload(self, name: str, /, *args: Any, **kwargs: Any) -> JobRef[Any]: ...
+    def offload(self, target: Any, /, *args: Any, **kwargs: Any) -> JobRef[Any]:
+        """Send a job to the app's offload backend, off the request path; return its ref at once.
+
+        The arguments are checked (against the function's signature, for JSON, for size) at
+        the call; the hand-off to the engine is a background task like any other, so a slow
+        or unreachable engine never delays the response (the job then waits in the outbox).
+
+        Two forms, as for ``add_task``:
+
+        - ``offload(fn_or_name, *args, **kwargs)``: every argument goes to the job.
+        - ``offload(Job(fn_or_name, *args, **kwargs), *, job_id=, delay=, priority=,
+          options=)``: the keywords are lightwork's options. ``job_id`` is an idempotency
+          key (the same id runs once where the engine dedups); ``options`` are the engine's
+          own (queue, retries...).
+
+        Raises:
+            JobNotRegisteredError: no ``@offloadable`` job has that name or function.
+            OffloadPayloadError: an argument cannot be sent as JSON, or the payload is too big.
+            UnsupportedCapabilityError: the engine cannot honour ``delay``, ``priority`` or
+                one of the ``options``.
+            TypeError: the arguments do not fit the job's signature.
+
+        Example:
+            ```python
+            ref = background.offload(resize_image, "cat.png", width=200)
+            ref = background.offload(Job(resize_image, "cat.png", width=200), job_id="img-42")
+            ```
+        """
+        return self._scheduler.offloader._offload(self, target, args, kwargs)
 
 
 def _from_coroutine(

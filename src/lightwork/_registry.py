@@ -1,0 +1,154 @@
+"""``@lightwork.offloadable``: the registry of jobs, looked up by name on both sides of a queue.
+
+The web process and every worker import the same module of plain functions; the decorator
+registers each under a name, so a job crosses the queue as a name and a JSON payload, never
+as pickled code. Workers look the name up here and call the function.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeVar, overload
+
+from ._exceptions import JobNotRegisteredError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_MAIN_ALIASES: Final = ("__mp_main__",)  # how a worker process names the parent's __main__
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """One registered job: its name and the function a worker calls for it."""
+
+    name: str
+    function: Callable[..., Any]
+    module: str
+    """The module to import so that the registration exists in a fresh worker process."""
+    is_async: bool
+    signature: inspect.Signature = field(repr=False, compare=False)
+
+    def run(self, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        """Call the job from a worker thread or process (not from an event loop)."""
+        if self.is_async:
+            return asyncio.run(self.function(*args, **kwargs))
+        return self.function(*args, **kwargs)
+
+    async def arun(self, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        """Call the job from an event loop: async jobs are awaited, sync ones run in a thread."""
+        if self.is_async:
+            return await self.function(*args, **kwargs)
+        return await asyncio.to_thread(self.function, *args, **kwargs)
+
+
+_jobs: dict[str, Registration] = {}
+_names: dict[Callable[..., Any], str] = {}
+
+
+@overload
+def offloadable(name: F, /) -> F: ...
+@overload
+def offloadable(name: str | None = None, /) -> Callable[[F], F]: ...
+def offloadable(name: str | F | None = None, /) -> F | Callable[[F], F]:
+    """Register a function as a job that may run outside the web process.
+
+    ``background.offload(fn, ...)`` or ``background.offload("name", ...)`` then sends it to
+    the app's offload backend, and the worker-side helpers of each backend register the
+    same functions with the engine under the same names. The function is returned
+    unchanged, so it can still be called and tested directly.
+
+    Define jobs at module level, in a module that both the web app and the workers import
+    (import heavy libraries inside the function body to keep the web process light). Plain
+    sync functions are the normal case; async ones work on every first-party backend.
+
+    Args:
+        name: the job's name on the queue (default: the function's dotted path,
+            ``module.qualname``). Choose a stable one: it outlives refactorings.
+
+    Raises:
+        TypeError: not a module-level function, or the name is empty.
+        ValueError: the name is already registered to another function.
+
+    Example:
+        ```python
+        @lightwork.offloadable("resize-image")
+        def resize_image(path: str, width: int) -> str: ...
+
+        background.offload(resize_image, "cat.png", width=200)
+        ```
+    """
+    if callable(name):
+        return _register(name, None)
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise TypeError(f"@offloadable takes a non-empty job name, not {name!r}")
+    return functools.partial(_register, name=name)
+
+
+def _register(fn: F, name: str | None) -> F:
+    if not inspect.isfunction(fn) or "<locals>" in fn.__qualname__:
+        raise TypeError(
+            f"@offloadable registers module-level functions, not {fn!r}: a worker process "
+            "must be able to import it by its module and name"
+        )
+    module = fn.__module__
+    if module in _MAIN_ALIASES:
+        module = "__main__"
+    job_name = name or f"{module}.{fn.__qualname__}"
+    registration = Registration(
+        name=job_name,
+        function=fn,
+        module=module,
+        is_async=inspect.iscoroutinefunction(fn),
+        signature=inspect.signature(fn),
+    )
+    existing = _jobs.get(job_name)
+    if existing is not None and _origin(existing.function) != _origin(fn):
+        raise ValueError(
+            f"job name {job_name!r} is already registered to {_origin(existing.function)}; "
+            f"give {_origin(fn)} another name"
+        )
+    _jobs[job_name] = registration
+    _names[fn] = job_name
+    return fn
+
+
+def _origin(fn: Callable[..., Any]) -> str:
+    module = fn.__module__
+    return f"{'__main__' if module in _MAIN_ALIASES else module}.{fn.__qualname__}"
+
+
+def lookup(target: str | Callable[..., Any]) -> Registration:
+    """Return the registration of a job, by name or by function.
+
+    Raises:
+        JobNotRegisteredError: nothing is registered under that name or for that function;
+            the message lists the names that are.
+    """
+    if isinstance(target, str):
+        registration = _jobs.get(target)
+        if registration is not None:
+            return registration
+        raise JobNotRegisteredError(
+            f"no job is registered under the name {target!r}; known jobs: {_known()}. "
+            "Decorate the function with @lightwork.offloadable and import its module"
+        )
+    name = _names.get(target)
+    if name is not None:
+        return _jobs[name]
+    raise JobNotRegisteredError(
+        f"{target!r} is not an offloadable job: decorate it with @lightwork.offloadable "
+        f"(known jobs: {_known()})"
+    )
+
+
+def registrations() -> dict[str, Registration]:
+    """Return every registered job by name; the worker-side helpers register these."""
+    return dict(_jobs)
+
+
+def _known() -> str:
+    return ", ".join(map(repr, sorted(_jobs))) or "none"

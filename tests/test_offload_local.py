@@ -1,0 +1,170 @@
+"""The local process-pool backend, with real worker processes.
+
+Each test starts its own pool (a pool belongs to an event loop), so the tests are few and
+each checks several things about one pool.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+import httpx2
+import pytest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+import lightwork
+from lightwork import Job, JobStatus, Offloader, Scheduler
+from lightwork.backends import LocalBackend
+from tests import offload_jobs as jobs
+from tests.offload_support import measure_loop_lag, process_exists
+from tests.support import events, wait_until
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from starlette.requests import Request
+
+    from lightwork.testing import TaskRecorder
+
+Logs = list[MutableMapping[str, Any]]
+
+pytestmark = pytest.mark.slow
+
+
+async def start_burning(request: Request) -> JSONResponse:
+    ref = lightwork.get_background(request).offload(jobs.burn_cpu, jobs.CPU_JOB_S)
+    return JSONResponse({"job_id": ref.job_id}, status_code=202)
+
+
+@pytest.fixture
+async def app_client() -> AsyncIterator[tuple[httpx2.AsyncClient, Offloader]]:
+    offloader = Offloader(LocalBackend(max_workers=2))
+    scheduler = Scheduler(offload=offloader)
+    app = Starlette(
+        routes=[Route("/burn", start_burning, methods=["POST"])],
+        middleware=[Middleware(lightwork.BackgroundMiddleware, scheduler)],
+    )
+    transport = httpx2.ASGITransport(app=app)
+    async with (
+        scheduler,
+        offloader,
+        httpx2.AsyncClient(transport=transport, base_url="http://test") as client,
+    ):
+        yield client, offloader
+
+
+async def test_a_cpu_bound_job_runs_in_another_process_and_the_loop_stays_responsive(
+    app_client: tuple[httpx2.AsyncClient, Offloader], lightwork_tasks: TaskRecorder
+) -> None:
+    client, offloader = app_client
+    async with measure_loop_lag() as lag:
+        response = await client.post("/burn")
+        assert response.status_code == 202
+        ref = offloader.job(response.json()["job_id"])
+        await lightwork_tasks.join()
+        outcome = await ref.result(timeout=30)
+    assert outcome["pid"] != os.getpid()
+    assert outcome["spins"] > 0
+    assert await ref.status() is JobStatus.COMPLETED
+    # The loop kept ticking every 5 ms while the job burnt 200 ms of CPU elsewhere: its
+    # worst delay stays far below the job's duration (run inline, it would be the duration).
+    assert lag.ticks > 10
+    assert lag.worst < jobs.CPU_JOB_S / 2
+
+
+async def test_a_failing_or_crashing_job_fails_alone_and_the_pool_goes_on(logs: Logs) -> None:
+    offloader = Offloader(LocalBackend(max_workers=1))
+    async with Scheduler(offload=offloader) as scheduler, offloader:
+        failing = scheduler.offload(jobs.fail, "boom")
+        crashing = scheduler.offload(jobs.die)
+        unjsonable = scheduler.offload(jobs.unjsonable)
+        shouting = scheduler.offload(jobs.shout, "async jobs work too")
+        with pytest.raises(lightwork.JobFailedError, match="ValueError: boom"):
+            await failing.result(timeout=30)
+        with pytest.raises(lightwork.JobFailedError, match="worker process died"):
+            await crashing.result(timeout=30)
+        with pytest.raises(lightwork.JobFailedError, match="JSON cannot carry"):
+            await unjsonable.result(timeout=30)
+        assert await shouting.result(timeout=30) == "ASYNC JOBS WORK TOO"
+    failed = events(logs, "offload_job_failed")
+    assert {e["job"] for e in failed} == {"fail", "die", "unjsonable"}
+    assert all("args" not in e for e in failed)
+
+
+async def test_a_job_past_its_timeout_or_cancelled_has_its_process_killed(
+    tmp_path: Path, logs: Logs
+) -> None:
+    offloader = Offloader(LocalBackend(max_workers=2, timeout=0.5))
+    async with Scheduler(offload=offloader) as scheduler, offloader:
+        too_long = scheduler.offload(jobs.nap, str(tmp_path / "timed-out.pid"), 60)
+        cancelled = scheduler.offload(jobs.nap, str(tmp_path / "cancelled.pid"), 60)
+        await wait_until((tmp_path / "cancelled.pid").exists, 30)
+        assert await cancelled.status() is JobStatus.RUNNING
+        assert await cancelled.cancel() is True
+        with pytest.raises(lightwork.JobFailedError, match=r"past its timeout of 0\.5s"):
+            await too_long.result(timeout=30)
+        assert await cancelled.status() is JobStatus.CANCELLED
+        for name in ("timed-out.pid", "cancelled.pid"):
+            pid = int((tmp_path / name).read_text())
+            await wait_until(lambda pid=pid: not process_exists(pid), 10)  # type: ignore[misc]
+        assert await scheduler.offload(jobs.add, 1, b=1).result(timeout=30) == 2
+    assert [e["job"] for e in events(logs, "offload_job_timed_out")] == ["nap"]
+    assert len(events(logs, "offload_job_cancelled")) == 1
+
+
+async def test_an_id_runs_once_while_remembered_and_a_delay_holds_the_job(
+    tmp_path: Path, lightwork_tasks: TaskRecorder
+) -> None:
+    tally = tmp_path / "tally.txt"
+    offloader = Offloader(LocalBackend(max_workers=1, max_results=2))
+    async with Scheduler(offload=offloader) as scheduler, offloader:
+        first = scheduler.offload(Job(jobs.record, str(tally), "once"), job_id="same")
+        again = scheduler.offload(Job(jobs.record, str(tally), "twice"), job_id="same")
+        assert await first.result(timeout=30) == await again.result(timeout=30) == "once"
+        delayed = scheduler.offload(Job(jobs.add, 1), delay=0.3)
+        await lightwork_tasks.join()
+        assert await delayed.status() is JobStatus.QUEUED
+        assert await delayed.result(timeout=30) == 1
+        await scheduler.offload(jobs.add, 2).result(timeout=30)
+        assert await first.status() is JobStatus.UNKNOWN  # forgotten beyond max_results
+    assert tally.read_text() == "once\n"
+
+
+async def test_closing_waits_for_jobs_then_kills_what_still_runs(
+    tmp_path: Path, logs: Logs
+) -> None:
+    backend = LocalBackend(max_workers=1, drain_timeout=0.2)
+    offloader = Offloader(backend)
+    async with Scheduler(offload=offloader) as scheduler:
+        ref = scheduler.offload(jobs.nap, str(tmp_path / "nap.pid"), 60)
+        await wait_until((tmp_path / "nap.pid").exists, 30)
+        await offloader.aclose()
+        assert await backend.inspect(ref.job_id) == lightwork.backends.JobSnapshot(
+            JobStatus.CANCELLED
+        )
+    pid = int((tmp_path / "nap.pid").read_text())
+    await wait_until(lambda: not process_exists(pid), 10)
+    assert [e["job"] for e in events(logs, "offload_job_cancelled")] == ["nap"]
+
+
+async def test_the_default_scheduler_offloads_to_a_local_pool(
+    lightwork_tasks: TaskRecorder,
+) -> None:
+    async with Scheduler() as scheduler:
+        ref = scheduler.offload(jobs.pid)
+        assert await ref.result(timeout=30) != os.getpid()
+        await scheduler.offloader.aclose()
+
+
+def test_the_local_backend_checks_its_settings() -> None:
+    with pytest.raises(ValueError, match="max_workers"):
+        LocalBackend(max_workers=0)
+    with pytest.raises(ValueError, match="timeout"):
+        LocalBackend(timeout=-1)
+    assert LocalBackend().capabilities.remote is False
+    assert repr(LocalBackend(max_workers=3)) == "<LocalBackend max_workers=3 running=0>"

@@ -1,0 +1,249 @@
+"""The outbox: jobs the engine cannot take wait in SQLite, are retried, replayed, or given up.
+
+The engine is the in-memory backend, told to play unreachable, slow or refusing; the
+outbox is a real SQLite file in the test's temporary folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import MutableMapping
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+import lightwork
+from lightwork import Job, JobStatus, Offloader, Outbox, Scheduler
+from lightwork.backends import MemoryBackend, Submission
+from tests import offload_jobs as jobs
+from tests.support import events, wait_until
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from lightwork.testing import TaskRecorder
+
+Logs = list[MutableMapping[str, Any]]
+
+
+class Engine(MemoryBackend):
+    """A pretend engine that counts hand-off attempts and can be slow or refuse."""
+
+    def __init__(self, destination: str = "memory") -> None:
+        super().__init__(run=True)
+        self.attempts = 0
+        self.hang = False
+        self.refuse = False
+        self._destination = destination
+
+    @property
+    def destination(self) -> str:
+        return self._destination
+
+    async def submit(self, submission: Submission) -> None:
+        self.attempts += 1
+        if self.hang:
+            await asyncio.Event().wait()
+        if self.refuse:
+            raise lightwork.BackendError("the engine refuses this job for good")
+        await super().submit(submission)
+
+
+def fast_outbox(path: Path, max_attempts: int | None = 20) -> Outbox:
+    return Outbox(path, max_attempts=max_attempts, backoff=0.01, max_backoff=0.05)
+
+
+async def test_a_job_waits_in_the_outbox_while_the_engine_is_down_then_goes_through(
+    tmp_path: Path, lightwork_tasks: TaskRecorder, logs: Logs
+) -> None:
+    engine = Engine()
+    engine.available = False
+    offloader = Offloader(engine, outbox=fast_outbox(tmp_path / "outbox.db"))
+    async with Scheduler(offload=offloader) as scheduler, offloader:
+        ref = scheduler.offload(Job(jobs.add, 2, b=2), job_id="kept")
+        await lightwork_tasks.join()
+        assert await ref.status() is JobStatus.DEFERRED
+        [deferred] = events(logs, "offload_deferred")
+        assert deferred["job_id"] == "kept"
+        assert "unreachable" in deferred["reason"]
+        assert deferred["retry_in_s"] >= 0
+        await wait_until(lambda: bool(events(logs, "offload_outbox_retry_failed")))
+
+        engine.available = True
+        assert await ref.result(timeout=5) == 4
+    [submission] = engine.submissions
+    assert submission.job_id == "kept"  # the same id as at offload() time
+    [enqueued] = events(logs, "offload_enqueued")
+    assert enqueued["job_id"] == "kept"
+    assert enqueued["attempts"] >= 2
+    assert offloader.counts() == {"enqueued": 1, "deferred": 1, "failed": 0}
+
+
+async def test_jobs_left_in_the_outbox_are_delivered_when_the_app_starts_again(
+    tmp_path: Path, lightwork_tasks: TaskRecorder, logs: Logs
+) -> None:
+    path = tmp_path / "outbox.db"
+    down = Engine()
+    down.available = False
+    first_run = Offloader(down, outbox=Outbox(path, backoff=60))  # no retry before the "restart"
+    async with Scheduler(offload=first_run) as scheduler, first_run:
+        refs = [scheduler.offload(Job(jobs.add, n), job_id=f"job-{n}") for n in range(3)]
+        await lightwork_tasks.join()
+    assert down.submissions == []
+
+    engine = Engine()
+    second_run = Offloader(engine, outbox=fast_outbox(path))
+    async with second_run:
+        for ref in refs:
+            assert await second_run.job(ref.job_id).result(timeout=5) == int(ref.job_id[-1])
+    [replayed] = events(logs, "offload_outbox_replayed")
+    assert replayed["jobs"] == 3
+    assert sorted(s.job_id for s in engine.submissions) == ["job-0", "job-1", "job-2"]
+
+
+async def test_after_max_attempts_a_job_moves_to_the_dead_letter_table_and_can_be_retried(
+    tmp_path: Path, lightwork_tasks: TaskRecorder, logs: Logs
+) -> None:
+    engine = Engine()
+    engine.available = False
+    offloader = Offloader(engine, outbox=fast_outbox(tmp_path / "outbox.db", max_attempts=3))
+    async with Scheduler(offload=offloader) as scheduler, offloader:
+        ref = scheduler.offload(Job(jobs.add, 5), job_id="doomed")
+        await wait_until(lambda: bool(events(logs, "offload_failed")))
+        [failed] = events(logs, "offload_failed")
+        assert (failed["job_id"], failed["attempts"], failed["dead_letter"]) == ("doomed", 3, True)
+        assert await ref.status() is JobStatus.UNDELIVERED
+        [letter] = await offloader.dead_letters()
+        assert (letter.job_id, letter.name, letter.attempts) == ("doomed", "add", 3)
+        assert "unreachable" in letter.error
+        assert letter.payload == '{"args":[5],"kwargs":{}}'
+
+        engine.available = True
+        assert await offloader.retry_dead_letters() == 1
+        assert await ref.result(timeout=5) == 5
+        assert await offloader.dead_letters() == []
+    assert events(logs, "offload_dead_letters_requeued")[0]["jobs"] == 1
+
+
+async def test_a_slow_engine_counts_as_down_after_the_call_timeout(
+    tmp_path: Path, lightwork_tasks: TaskRecorder, logs: Logs
+) -> None:
+    engine = Engine()
+    engine.hang = True
+    offloader = Offloader(engine, outbox=fast_outbox(tmp_path / "o.db"), call_timeout=0.05)
+    async with Scheduler(offload=offloader) as scheduler, offloader:
+        ref = scheduler.offload(jobs.add, 1)
+        await lightwork_tasks.join()
+        [deferred] = events(logs, "offload_deferred")
+        assert "did not take job 'add' within 0.05s" in deferred["reason"]
+        engine.hang = False
+        assert await ref.result(timeout=5) == 1
+
+
+async def test_right_after_a_failure_new_jobs_go_straight_to_the_outbox(
+    tmp_path: Path, lightwork_tasks: TaskRecorder, logs: Logs
+) -> None:
+    engine = Engine()
+    engine.available = False
+    outbox = Outbox(tmp_path / "o.db", backoff=60)  # a long "moment" after the failure
+    offloader = Offloader(engine, outbox=outbox)
+    async with Scheduler(offload=offloader) as scheduler, offloader:
+        scheduler.offload(jobs.add, 1)
+        await lightwork_tasks.join()
+        scheduler.offload(jobs.add, 2)
+        await lightwork_tasks.join()
+        assert engine.attempts == 1  # the second job did not wait on the dead engine
+        assert len(events(logs, "offload_deferred")) == 2
+        assert await outbox.count("memory") == 2
+
+
+async def test_a_job_the_engine_refuses_for_good_is_given_up_at_once(
+    tmp_path: Path, lightwork_tasks: TaskRecorder, logs: Logs
+) -> None:
+    engine = Engine()
+    engine.refuse = True
+    offloader = Offloader(engine, outbox=fast_outbox(tmp_path / "o.db"))
+    async with Scheduler(offload=offloader) as scheduler, offloader:
+        ref = scheduler.offload(jobs.add, 1)
+        await lightwork_tasks.join()
+        assert await ref.status() is JobStatus.UNDELIVERED
+        [failed] = events(logs, "offload_failed")
+        assert "refuses this job for good" in failed["reason"]
+        assert len(await offloader.dead_letters()) == 1
+
+
+async def test_without_an_outbox_an_unreachable_engine_loses_the_job_loudly(
+    lightwork_tasks: TaskRecorder, logs: Logs
+) -> None:
+    engine = Engine()
+    engine.available = False
+    offloader = Offloader(engine, outbox=None)
+    async with Scheduler(offload=offloader) as scheduler, offloader:
+        ref = scheduler.offload(jobs.add, 1)
+        await lightwork_tasks.join()
+        assert await ref.status() is JobStatus.UNDELIVERED
+    [failed] = events(logs, "offload_failed")
+    assert failed["hint"] == "configure an Outbox to keep it"
+    assert failed["log_level"] == "error"
+
+
+async def test_a_hand_off_cancelled_at_shutdown_is_kept_for_the_next_run(
+    tmp_path: Path, logs: Logs
+) -> None:
+    engine = Engine()
+    engine.hang = True
+    outbox = Outbox(tmp_path / "o.db", backoff=60)
+    offloader = Offloader(engine, outbox=outbox, call_timeout=30)
+    async with offloader:
+        async with Scheduler(offload=offloader, drain_timeout=0.05) as scheduler:
+            scheduler.offload(Job(jobs.add, 1), job_id="interrupted")
+            await wait_until(lambda: engine.attempts == 1)
+        [deferred] = events(logs, "offload_deferred")
+        assert (deferred["job_id"], deferred["reason"]) == ("interrupted", "cancelled at shutdown")
+        assert await outbox.where("memory", "interrupted") == "outbox"
+
+
+async def test_cancelling_a_deferred_job_takes_it_out_of_the_outbox(
+    tmp_path: Path, lightwork_tasks: TaskRecorder
+) -> None:
+    engine = Engine()
+    engine.available = False
+    offloader = Offloader(engine, outbox=Outbox(tmp_path / "o.db", backoff=60))
+    async with Scheduler(offload=offloader) as scheduler, offloader:
+        ref = scheduler.offload(jobs.add, 1)
+        await lightwork_tasks.join()
+        assert await ref.cancel() is True
+        assert await ref.status() is JobStatus.UNKNOWN  # the engine never had it
+        assert offloader.outbox is not None
+        assert await offloader.outbox.count("memory") == 0
+
+
+async def test_each_destination_replays_only_its_own_jobs(
+    tmp_path: Path, lightwork_tasks: TaskRecorder
+) -> None:
+    path = tmp_path / "shared.db"
+    for destination in ("queue-a", "queue-b"):
+        down = Engine(destination)
+        down.available = False
+        offloader = Offloader(down, outbox=Outbox(path, backoff=60))
+        async with Scheduler(offload=offloader) as scheduler, offloader:
+            scheduler.offload(Job(jobs.add, 1), job_id=f"for-{destination}")
+            await lightwork_tasks.join()
+    engine_b = Engine("queue-b")
+    async with Offloader(engine_b, outbox=fast_outbox(path)) as offloader_b:
+        assert await offloader_b.job("for-queue-b").result(timeout=5) == 1
+        assert offloader_b.outbox is not None
+        assert await offloader_b.outbox.count("queue-a") == 1
+    assert [s.job_id for s in engine_b.submissions] == ["for-queue-b"]
+
+
+def test_the_outbox_checks_its_settings_and_jitters_its_backoff(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="max_attempts"):
+        Outbox(tmp_path / "o.db", max_attempts=0)
+    with pytest.raises(ValueError, match="backoff"):
+        Outbox(tmp_path / "o.db", backoff=-1)
+    outbox = Outbox(tmp_path / "o.db", backoff=1, max_backoff=8)
+    for attempts, ceiling in ((1, 1), (2, 2), (3, 4), (4, 8), (40, 8)):
+        delay = outbox.retry_delay(attempts)
+        assert ceiling / 2 <= delay <= ceiling
+    assert not (tmp_path / "o.db").exists()  # created only when a job is first deferred
