@@ -7,27 +7,20 @@ each checks several things about one pool.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 
-import httpx2
 import pytest
-from starlette.applications import Starlette
-from starlette.middleware import Middleware
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 import lightwork
 from lightwork import Job, JobStatus, Offloader, Scheduler
 from lightwork.backends import LocalBackend
 from tests import offload_jobs as jobs
-from tests.offload_support import measure_loop_lag, process_exists
+from tests.offload_support import offload_cpu_job_through_app, process_exists
 from tests.support import events, wait_until
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-    from starlette.requests import Request
 
     from lightwork.testing import TaskRecorder
 
@@ -36,45 +29,12 @@ Logs = list[MutableMapping[str, Any]]
 pytestmark = pytest.mark.slow
 
 
-async def start_burning(request: Request) -> JSONResponse:
-    ref = lightwork.get_background(request).offload(jobs.burn_cpu, jobs.CPU_JOB_S)
-    return JSONResponse({"job_id": ref.job_id}, status_code=202)
-
-
-@pytest.fixture
-async def app_client() -> AsyncIterator[tuple[httpx2.AsyncClient, Offloader]]:
-    offloader = Offloader(LocalBackend(max_workers=2))
-    scheduler = Scheduler(offload=offloader)
-    app = Starlette(
-        routes=[Route("/burn", start_burning, methods=["POST"])],
-        middleware=[Middleware(lightwork.BackgroundMiddleware, scheduler)],
-    )
-    transport = httpx2.ASGITransport(app=app)
-    async with (
-        scheduler,
-        offloader,
-        httpx2.AsyncClient(transport=transport, base_url="http://test") as client,
-    ):
-        yield client, offloader
-
-
 async def test_a_cpu_bound_job_runs_in_another_process_and_the_loop_stays_responsive(
-    app_client: tuple[httpx2.AsyncClient, Offloader], lightwork_tasks: TaskRecorder
+    lightwork_tasks: TaskRecorder,
 ) -> None:
-    client, offloader = app_client
-    async with measure_loop_lag() as lag:
-        response = await client.post("/burn")
-        assert response.status_code == 202
-        ref = offloader.job(response.json()["job_id"])
-        await lightwork_tasks.join()
-        outcome = await ref.result(timeout=30)
-    assert outcome["pid"] != os.getpid()
-    assert outcome["spins"] > 0
-    assert await ref.status() is JobStatus.COMPLETED
-    # The loop kept ticking every 5 ms while the job burnt 200 ms of CPU elsewhere: its
-    # worst delay stays far below the job's duration (run inline, it would be the duration).
-    assert lag.ticks > 10
-    assert lag.worst < jobs.CPU_JOB_S / 2
+    offloader = Offloader(LocalBackend(max_workers=2))
+    async with offloader:
+        await offload_cpu_job_through_app(offloader, lightwork_tasks)
 
 
 async def test_a_failing_or_crashing_job_fails_alone_and_the_pool_goes_on(logs: Logs) -> None:

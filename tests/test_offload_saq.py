@@ -1,0 +1,183 @@
+"""The SAQ backend against a real redis-server and a real SAQ worker process."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import redis
+
+import lightwork
+from lightwork import Job, JobStatus, Offloader, Outbox, Scheduler
+from lightwork.backends.saq import SaqBackend, worker_settings
+from tests import offload_jobs as jobs
+from tests.offload_servers import RedisServer, Worker, python, require_redis_server
+from tests.offload_support import offload_cpu_job_through_app
+from tests.support import events
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from lightwork.testing import TaskRecorder
+
+Logs = list[MutableMapping[str, Any]]
+
+pytestmark = pytest.mark.slow
+
+
+def start_saq_worker(server: RedisServer, log_dir: Path) -> Worker:
+    """Start ``saq tests.saq_worker.settings`` and wait until its start-up sweep has passed."""
+    worker = Worker(
+        python("-m", "saq", "tests.saq_worker.settings", "-v"),
+        {"LIGHTWORK_TEST_REDIS_URL": server.url},
+        log_dir / f"saq-worker-{server.port}.log",
+    )
+    worker.start()
+    client = redis.Redis.from_url(server.url)
+    try:
+        deadline = time.monotonic() + 30
+        while not client.exists("saq:default:sweep"):
+            if time.monotonic() > deadline:
+                worker.stop()
+                pytest.fail(f"the SAQ worker did not start:\n{worker.output()}")
+            time.sleep(0.02)
+    finally:
+        client.close()
+    return worker
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer(require_redis_server())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def saq_worker(
+    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Worker]:
+    worker = start_saq_worker(redis_server, tmp_path_factory.mktemp("saq"))
+    try:
+        yield worker
+    finally:
+        worker.stop()
+
+
+@pytest.fixture
+async def offloader(
+    redis_server: RedisServer, saq_worker: Worker, tmp_path: Path
+) -> AsyncIterator[Offloader]:
+    backend = SaqBackend(redis_server.url, job_options={"timeout": 30})
+    async with Offloader(backend, outbox=tmp_path / "outbox.db") as running:
+        yield running
+
+
+async def test_a_cpu_bound_job_runs_in_the_saq_worker_and_the_loop_stays_responsive(
+    offloader: Offloader, saq_worker: Worker, lightwork_tasks: TaskRecorder
+) -> None:
+    outcome = await offload_cpu_job_through_app(offloader, lightwork_tasks)
+    assert outcome["pid"] == saq_worker.pid
+
+
+async def test_the_same_job_id_runs_once(
+    offloader: Offloader, tmp_path: Path, lightwork_tasks: TaskRecorder
+) -> None:
+    tally = tmp_path / "tally.txt"
+    job_id = f"once-{uuid.uuid4().hex}"  # the module's Redis outlives the test
+    async with Scheduler(offload=offloader) as scheduler:
+        first = scheduler.offload(Job(jobs.record, str(tally), "first"), job_id=job_id)
+        assert await first.result(timeout=30) == "first"
+        again = scheduler.offload(Job(jobs.record, str(tally), "again"), job_id=job_id)
+        await lightwork_tasks.join()
+        assert await again.result(timeout=30) == "first"  # the finished job, not a new run
+    assert tally.read_text() == "first\n"
+
+
+async def test_status_result_failure_and_unknown_ids_come_from_saq(
+    offloader: Offloader,
+) -> None:
+    async with Scheduler(offload=offloader) as scheduler:
+        assert await scheduler.offload(jobs.shout, "async").result(timeout=30) == "ASYNC"
+        failing = scheduler.offload(jobs.fail, "in the worker")
+        with pytest.raises(lightwork.JobFailedError, match="ValueError: in the worker") as caught:
+            await failing.result(timeout=30)
+        assert "Traceback" in caught.value.error
+        assert await failing.status() is JobStatus.FAILED
+        assert await offloader.job("never-sent").status() is JobStatus.UNKNOWN
+
+
+async def test_a_delayed_job_waits_queued_and_can_be_cancelled(
+    offloader: Offloader, lightwork_tasks: TaskRecorder
+) -> None:
+    async with Scheduler(offload=offloader) as scheduler:
+        ref = scheduler.offload(Job(jobs.add, 1), delay=60, options={"retries": 1})
+        await lightwork_tasks.join()
+        assert await ref.status() is JobStatus.QUEUED
+        assert await ref.cancel() is True
+        assert await ref.status() is JobStatus.CANCELLED
+        assert await ref.cancel() is False
+
+
+def test_the_backend_names_its_destination_and_checks_options() -> None:
+    backend = SaqBackend("redis://:secret@cache.internal:6380/2", queue="images")
+    assert backend.destination == "saq:cache.internal:6380/2:images"
+    assert "secret" not in repr(backend)
+    with pytest.raises(ValueError, match="unknown SAQ job option"):
+        SaqBackend(job_options={"queue": "x"})
+    settings = worker_settings("redis://127.0.0.1:1/0", names=["add"])
+    assert [name for name, _ in settings["functions"]] == ["add"]
+    with pytest.raises(lightwork.JobNotRegisteredError):
+        worker_settings(names=["no-such-job"])
+
+
+async def test_jobs_offloaded_while_redis_is_down_are_delivered_once_it_is_back(
+    tmp_path: Path, lightwork_tasks: TaskRecorder, logs: Logs
+) -> None:
+    server = RedisServer(require_redis_server())
+    server.start()
+    worker = start_saq_worker(server, tmp_path)
+    tally = tmp_path / "tally.txt"
+    backend = SaqBackend(server.url, socket_timeout=1, connect_timeout=0.5)
+    outbox = Outbox(tmp_path / "outbox.db", backoff=0.05, max_backoff=0.3)
+    try:
+        async with Offloader(backend, outbox=outbox) as offloader:
+            scheduler = Scheduler(offload=offloader)
+            async with scheduler:
+                before = [
+                    scheduler.offload(Job(jobs.record, str(tally), f"before-{n}"), job_id=f"b{n}")
+                    for n in range(3)
+                ]
+                for ref in before:
+                    await ref.result(timeout=30)
+
+                server.kill()  # mid-run: the broker is gone
+                during = [
+                    scheduler.offload(Job(jobs.record, str(tally), f"during-{n}"), job_id=f"d{n}")
+                    for n in range(5)
+                ]
+                await lightwork_tasks.join()
+                for ref in during:
+                    assert await ref.status() is JobStatus.DEFERRED
+
+                server.start()  # the same port, and empty: the outbox has the jobs
+                for n, ref in enumerate(during):
+                    assert await ref.result(timeout=30) == f"during-{n}"
+    finally:
+        worker.stop()
+        server.stop()
+    deferred = {e["job_id"] for e in events(logs, "offload_deferred")}
+    assert deferred == {f"d{n}" for n in range(5)}
+    redelivered = [e for e in events(logs, "offload_enqueued") if e["job_id"].startswith("d")]
+    assert sorted(e["job_id"] for e in redelivered) == [f"d{n}" for n in range(5)]
+    assert all(e["attempts"] >= 2 for e in redelivered)
+    # Every job ran, and exactly once: SAQ dedups by job id.
+    assert sorted(tally.read_text().splitlines()) == sorted(
+        [f"before-{n}" for n in range(3)] + [f"during-{n}" for n in range(5)]
+    )
