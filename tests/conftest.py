@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from typing import Any
 
 import pytest
+import structlog
 import uvloop
+from structlog.testing import LogCapture
+
+pytest_plugins = ["pytester"]
 
 LOOPS: Mapping[str, Callable[[], asyncio.AbstractEventLoop]] = {
     "asyncio": asyncio.new_event_loop,
@@ -25,3 +30,14 @@ def pytest_asyncio_loop_factories(
 def anyio_backend_options(request: pytest.FixtureRequest) -> dict[str, bool]:
     """Backend options for Starlette's TestClient: run its portal on each loop."""
     return {"use_uvloop": request.param == "uvloop"}
+
+
+@pytest.fixture
+def logs() -> Iterator[list[MutableMapping[str, Any]]]:
+    """Capture lightwork's structlog events, with the contextvars bound where they were logged."""
+    capture = LogCapture()
+    structlog.configure(processors=[structlog.contextvars.merge_contextvars, capture])
+    try:
+        yield capture.entries
+    finally:
+        structlog.reset_defaults()

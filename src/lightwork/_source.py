@@ -178,7 +178,7 @@ def _from_coroutine(
     if kwargs:
         call_options = TaskOptions(**kwargs)
         options = call_options if options is None else call_options.over(options)
-    handle = _new_handle(scheduler, coro, options, coro.__qualname__)
+    handle = _new_handle(scheduler, coro, options, _short(coro.__qualname__))
     if scheduler.log_args and coro.cr_frame is not None:
         handle._args = _args_repr.repr(dict(coro.cr_frame.f_locals))
     return handle
@@ -238,7 +238,12 @@ def _name_of(fn: object) -> str:
     while isinstance(fn, functools.partial):
         fn = fn.func
     name = getattr(fn, "__qualname__", None)
-    return name if isinstance(name, str) else type(fn).__qualname__
+    return _short(name if isinstance(name, str) else type(fn).__qualname__)
+
+
+def _short(qualname: str) -> str:
+    """Drop the enclosing function from a nested function's name: ``outer.<locals>.inner``."""
+    return qualname.rpartition("<locals>.")[2]
 
 
 def _not_a_task(target: object) -> str:

@@ -1,0 +1,322 @@
+"""Celery: the distributed task queue many apps already run.
+
+Install with ``pip install 'lightwork[celery]'``. The web process sends jobs by name with
+``send_task``, so it never imports the worker's Celery app or its tasks; the worker runs
+the same ``@offloadable`` functions, registered as Celery tasks under the same names by
+:func:`worker_app`:
+
+```python
+# myapp/worker.py
+from lightwork.backends.celery import worker_app
+
+import myapp.jobs  # noqa: F401 -- registers the @offloadable jobs
+
+app = worker_app("redis://localhost:6379/0")
+```
+
+Start it with ``celery -A myapp.worker worker --loglevel=INFO``.
+
+Celery's client blocks and is not thread-safe: every call runs on one thread of its own,
+with socket and connect timeouts, so a hung broker cannot hang the web server. Jobs and
+results are JSON only (pickle is refused). Celery does not deduplicate: a job delivered
+twice (say, from the outbox after a lost reply) may run twice, always under the same id,
+which the task sees as ``self.request.id``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit
+
+from .._backend import Capabilities, JobSnapshot, JobStatus, OffloadBackend, Submission
+from .._exceptions import (
+    BackendError,
+    BackendTimeoutError,
+    BackendUnavailableError,
+    MissingDependencyError,
+)
+from .._options import check_duration
+from .._registry import Registration, lookup, registrations
+from .._threads import DedicatedThread
+
+try:
+    import celery  # type: ignore[import-untyped]
+    import kombu.exceptions
+    import redis.exceptions
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise MissingDependencyError("lightwork.backends.celery", "celery") from exc
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator, Mapping
+
+__all__ = ["CeleryBackend", "register_tasks", "worker_app"]
+
+SENT: Final = "SENT"
+"""The state lightwork stores for a job before sending it, so that Celery's ``PENDING``
+(which it says of any id it has never heard of) can be reported as ``UNKNOWN``."""
+
+SEND_OPTIONS: Final = frozenset(
+    {"queue", "routing_key", "exchange", "expires", "time_limit", "soft_time_limit", "headers"}
+)
+"""Celery's own per-job options that ``offload(..., options=)`` passes to ``send_task``."""
+
+_STATUSES: Final = {
+    "PENDING": JobStatus.UNKNOWN,
+    SENT: JobStatus.QUEUED,
+    "RECEIVED": JobStatus.QUEUED,
+    "RETRY": JobStatus.QUEUED,
+    "STARTED": JobStatus.RUNNING,
+    "SUCCESS": JobStatus.COMPLETED,
+    "FAILURE": JobStatus.FAILED,
+    "REJECTED": JobStatus.FAILED,
+    "REVOKED": JobStatus.CANCELLED,
+    "IGNORED": JobStatus.CANCELLED,
+}
+_JSON_ONLY: Final = {
+    "task_serializer": "json",
+    "result_serializer": "json",
+    "accept_content": ["json"],
+    "result_accept_content": ["json"],
+}
+
+
+class CeleryBackend(OffloadBackend):
+    """Send jobs to Celery workers by name.
+
+    Args:
+        broker: the broker URL (``redis://host:port/db``, ``amqp://...``).
+        result_backend: where workers store states and results (default: the broker's URL;
+            ``None`` after passing ``app=`` means the app's own). Without one, ``status()``
+            and ``result()`` raise ``UnsupportedCapabilityError``.
+        app: a Celery app of your own for the client side, instead of the one made from
+            the URLs; it must be configured for JSON only.
+        send_options: ``send_task`` options for every job (``queue``, ``expires``,
+            ``time_limit``...); a job's own ``options=`` win.
+        socket_timeout: seconds a read or write to the broker or result backend may take.
+        connect_timeout: seconds connecting to them may take.
+        terminate_on_cancel: let ``cancel()`` kill a running job's worker process (Celery's
+            ``revoke(terminate=True)``); by default only jobs not yet started are cancelled.
+
+    Example:
+        ```python
+        backend = CeleryBackend("redis://localhost:6379/0", send_options={"queue": "heavy"})
+        scheduler = Scheduler(offload=Offloader(backend, outbox="/var/lib/app/outbox.db"))
+        ```
+    """
+
+    def __init__(
+        self,
+        broker: str = "redis://localhost:6379/0",
+        result_backend: str | None = None,
+        *,
+        app: celery.Celery | None = None,
+        send_options: Mapping[str, Any] | None = None,
+        socket_timeout: float = 5.0,
+        connect_timeout: float = 2.0,
+        terminate_on_cancel: bool = False,
+    ) -> None:
+        check_duration("socket_timeout", socket_timeout, allow_none=False)
+        check_duration("connect_timeout", connect_timeout, allow_none=False)
+        if unknown := (send_options or {}).keys() - SEND_OPTIONS:
+            raise ValueError(
+                f"unknown Celery send option(s) {', '.join(map(repr, sorted(unknown)))}; "
+                f"known: {', '.join(sorted(SEND_OPTIONS))}"
+            )
+        if app is None:
+            app = celery.Celery(
+                "lightwork-client",
+                broker=broker,
+                backend=result_backend or broker,
+                set_as_current=False,
+            )
+            app.conf.update(_JSON_ONLY)
+        else:
+            _check_json_only(app)
+        app.conf.update(
+            broker_connection_timeout=connect_timeout,
+            broker_transport_options={
+                **(app.conf.broker_transport_options or {}),
+                "socket_timeout": socket_timeout,
+                "socket_connect_timeout": connect_timeout,
+                "max_retries": 1,  # longer waits are the outbox's job, not the client's
+                "interval_start": 0,
+                "interval_step": 0.2,
+                "interval_max": 0.2,
+            },
+            redis_socket_timeout=socket_timeout,
+            redis_socket_connect_timeout=connect_timeout,
+        )
+        self.app = app
+        self.send_options = dict(send_options or {})
+        self.terminate_on_cancel = terminate_on_cancel
+        has_results = bool(app.conf.result_backend)
+        self.capabilities = Capabilities(
+            dedup=False, delay=True, priority=True, status=has_results, result=has_results,
+            cancel=True, remote=True, options=SEND_OPTIONS,
+        )  # fmt: skip
+        self._thread: DedicatedThread | None = None
+
+    @property
+    def destination(self) -> str:
+        """``celery:`` and the broker's host, port and path (never the password)."""
+        parts = urlsplit(str(self.app.conf.broker_url or ""))
+        return f"celery:{parts.hostname}:{parts.port}{parts.path}"
+
+    async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self._thread is None:
+            self._thread = DedicatedThread("lightwork-celery")
+        with self._translated():
+            return await self._thread.run(fn, *args)
+
+    async def submit(self, submission: Submission) -> None:
+        """Send the job by name; mark it ``SENT`` in the result backend first."""
+        await self._call(self._send, submission)
+
+    def _send(self, submission: Submission) -> None:
+        if self.capabilities.status:
+            # Before sending, so that the worker's own states always come after ours.
+            self.app.backend.store_result(submission.job_id, None, SENT)
+        self.app.send_task(
+            submission.name,
+            args=submission.args,
+            kwargs=submission.kwargs,
+            task_id=submission.job_id,
+            countdown=submission.delay,
+            priority=submission.priority,
+            serializer="json",
+            retry=False,
+            **{**self.send_options, **submission.options},
+        )
+
+    async def inspect(self, job_id: str) -> JobSnapshot:
+        """Return the job's state in the result backend; ``PENDING`` reads as ``UNKNOWN``."""
+        if not self.capabilities.status:
+            raise self.unsupported("tell a job's status without a result backend")
+        snapshot: JobSnapshot = await self._call(self._inspect, job_id)
+        return snapshot
+
+    def _inspect(self, job_id: str) -> JobSnapshot:
+        meta = self.app.backend.get_task_meta(job_id)
+        state = str(meta.get("status", "PENDING"))
+        status = _STATUSES.get(state, JobStatus.RUNNING)  # a task's custom state: running
+        if status is JobStatus.COMPLETED:
+            return JobSnapshot(status, meta.get("result"))
+        if status in (JobStatus.FAILED, JobStatus.CANCELLED):
+            error = meta.get("traceback") or f"{state}: {meta.get('result')!r}"
+            return JobSnapshot(status, error=str(error))
+        return JobSnapshot(status)
+
+    async def cancel(self, job_id: str) -> bool:
+        """Revoke the job; a running one is killed only with ``terminate_on_cancel``."""
+        cancelled: bool = await self._call(self._revoke, job_id)
+        return cancelled
+
+    def _revoke(self, job_id: str) -> bool:
+        if self.capabilities.status and self._inspect(job_id).status.done:
+            return False
+        self.app.control.revoke(job_id, terminate=self.terminate_on_cancel)
+        if self.capabilities.status:
+            self.app.backend.store_result(job_id, None, "REVOKED")
+        return True
+
+    async def aclose(self) -> None:
+        """Close the client's connections and end its thread; the next call starts anew."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            with self._translated():
+                await thread.run(self.app.close)
+            thread.close()
+
+    @contextlib.contextmanager
+    def _translated(self) -> Iterator[None]:
+        try:
+            yield
+        except (redis.exceptions.TimeoutError, TimeoutError) as exc:
+            raise BackendTimeoutError(f"{self.destination} did not answer in time: {exc}") from exc
+        except (
+            kombu.exceptions.OperationalError,
+            redis.exceptions.ConnectionError,
+            OSError,
+        ) as exc:
+            raise BackendUnavailableError(f"{self.destination} is unreachable: {exc}") from exc
+        except Exception as exc:
+            raise BackendError(f"Celery failed: {exc!r}") from exc
+
+
+def _check_json_only(app: celery.Celery) -> None:
+    conf = app.conf
+    if (
+        conf.task_serializer != "json"
+        or conf.result_serializer != "json"
+        or any(
+            content.split("/")[-1] != "json"
+            for content in [*conf.accept_content, *(conf.result_accept_content or [])]
+        )
+    ):
+        raise ValueError(
+            "the Celery app must send and accept JSON only (no pickle across the network): "
+            "set task_serializer='json', result_serializer='json', accept_content=['json'] "
+            "and result_accept_content=['json']"
+        )
+
+
+def worker_app(
+    broker: str = "redis://localhost:6379/0",
+    result_backend: str | None = None,
+    *,
+    main: str = "lightwork",
+    names: Iterable[str] | None = None,
+    **conf: Any,
+) -> celery.Celery:
+    """Return a Celery app for the worker that runs the ``@offloadable`` jobs under their names.
+
+    Import the modules that define the jobs first, so that they are registered. The app
+    speaks JSON only and reports ``STARTED``, so ``status()`` can tell running from queued.
+
+    Args:
+        broker: the broker URL, as given to :class:`CeleryBackend`.
+        result_backend: the result backend's URL (default: the broker's).
+        main: the app's name.
+        names: the jobs to serve (default: every registered job).
+        **conf: any other Celery setting (``worker_concurrency``, ``task_acks_late``...).
+
+    Example:
+        ```python
+        app = worker_app("redis://localhost:6379/0")  # then: celery -A myapp.worker worker
+        ```
+    """
+    app = celery.Celery(main, broker=broker, backend=result_backend or broker)
+    app.conf.update(_JSON_ONLY, task_track_started=True, **conf)
+    register_tasks(app, names)
+    return app
+
+
+def register_tasks(
+    app: celery.Celery, names: Iterable[str] | None = None, **task_options: Any
+) -> list[str]:
+    """Register ``@offloadable`` jobs as Celery tasks of *app*, under the jobs' names.
+
+    For an app of your own; :func:`worker_app` calls it for you.
+
+    Args:
+        app: the worker's Celery app.
+        names: the jobs to register (default: every registered job).
+        **task_options: options for every task (``max_retries``, ``acks_late``...).
+
+    Returns:
+        The names registered.
+    """
+    chosen = registrations() if names is None else {name: lookup(name) for name in names}
+    for name, registration in chosen.items():
+        app.task(name=name, **task_options)(_task_body(registration))
+    return list(chosen)
+
+
+def _task_body(registration: Registration) -> Callable[..., Any]:
+    def run(*args: Any, **kwargs: Any) -> Any:
+        return registration.run(list(args), kwargs)
+
+    run.__name__ = run.__qualname__ = registration.name
+    run.__module__ = registration.module
+    return run

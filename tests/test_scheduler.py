@@ -1,0 +1,370 @@
+"""The scheduler on its own: outcomes, timers, callbacks, context, threads and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+from collections.abc import AsyncIterator, MutableMapping
+from typing import Any
+
+import anyio.to_thread
+import pytest
+
+import lightwork
+from lightwork import Scheduler, TaskState
+from lightwork import _scheduler as scheduler_module
+from tests.support import events, wait_until
+
+Logs = list[MutableMapping[str, Any]]
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+
+@pytest.fixture
+async def scheduler() -> AsyncIterator[Scheduler]:
+    async with Scheduler() as running:
+        yield running
+
+
+async def double(x: int) -> int:
+    await asyncio.sleep(0)
+    return 2 * x
+
+
+async def fail(message: str) -> None:
+    await asyncio.sleep(0)
+    raise ValueError(message)
+
+
+async def test_a_task_runs_detached_and_its_handle_gives_the_result(
+    scheduler: Scheduler, logs: Logs
+) -> None:
+    handle = scheduler.add_task(double, 21)
+    assert handle.state is TaskState.RUNNING
+    assert await handle == 42
+    assert handle.state is TaskState.COMPLETED
+    assert handle.result() == 42
+    assert handle.exception() is None
+    [completed] = events(logs, "background_task_completed")
+    assert completed["task"] == "double"
+    assert completed["task_id"] == handle.id
+    assert completed["log_level"] == "debug"
+    assert completed["duration_ms"] >= 0
+
+
+async def test_a_failing_task_is_logged_with_its_traceback_and_reaches_on_error(
+    scheduler: Scheduler, logs: Logs
+) -> None:
+    seen: list[BaseException] = []
+    handle = scheduler.add_task(fail("boom"), on_error=seen.append)
+    with pytest.raises(ValueError, match="boom"):
+        await handle
+    assert handle.state is TaskState.FAILED
+    assert isinstance(seen[0], ValueError)
+    [failed] = events(logs, "background_task_failed")
+    assert failed["log_level"] == "error"
+    assert failed["exc_info"] is seen[0]
+
+
+async def test_a_failing_task_without_on_error_is_still_logged(
+    scheduler: Scheduler, logs: Logs
+) -> None:
+    handle = scheduler.add_task(fail, "silent no more")
+    with pytest.raises(ValueError, match="silent no more"):
+        await handle
+    assert len(events(logs, "background_task_failed")) == 1
+
+
+async def test_a_task_past_its_timeout_is_cancelled_and_on_error_gets_a_timeout_error(
+    scheduler: Scheduler, logs: Logs
+) -> None:
+    seen: list[BaseException] = []
+    handle = scheduler.add_task(asyncio.sleep(10), timeout=0.05, on_error=seen.append)
+    with pytest.raises(lightwork.TaskTimeoutError) as raised:
+        await handle
+    assert isinstance(raised.value, TimeoutError)
+    assert handle.state is TaskState.TIMED_OUT
+    assert seen == [raised.value]
+    [timed_out] = events(logs, "background_task_timed_out")
+    assert timed_out["timeout_s"] == 0.05
+    assert timed_out["log_level"] == "warning"
+
+
+async def test_timeout_none_means_no_limit(logs: Logs) -> None:
+    async with Scheduler(timeout=0.01, slow_threshold=None) as scheduler:
+        handle = scheduler.add_task(asyncio.sleep(0.05, "done"), timeout=None)
+        assert await handle == "done"
+
+
+async def test_a_slow_task_is_reported_while_it_still_runs(
+    scheduler: Scheduler, logs: Logs
+) -> None:
+    release = asyncio.Event()
+    handle = scheduler.add_task(release.wait(), name="waiting", slow_threshold=0.02)
+    await wait_until(lambda: bool(events(logs, "background_task_slow")))
+    assert handle.state is TaskState.RUNNING
+    release.set()
+    await handle
+    [slow] = events(logs, "background_task_slow")
+    assert slow["task"] == "waiting"
+    assert slow["task_id"] == handle.id
+    assert slow["threshold_ms"] == 20.0
+    assert slow["duration_ms"] >= 20.0
+    assert "offload" in slow["hint"]
+    assert slow["log_level"] == "warning"
+
+
+async def test_a_task_that_blocks_past_the_threshold_in_one_step_is_reported_once(
+    scheduler: Scheduler, logs: Logs
+) -> None:
+    def spin(seconds: float) -> None:
+        deadline = asyncio.get_running_loop().time() + seconds
+        while asyncio.get_running_loop().time() < deadline:
+            pass
+
+    async def compute() -> None:
+        spin(0.03)
+
+    await scheduler.add_task(compute(), slow_threshold=0.01)
+    assert len(events(logs, "background_task_slow")) == 1
+
+
+async def test_a_fast_task_is_not_reported_slow(scheduler: Scheduler, logs: Logs) -> None:
+    await scheduler.add_task(double, 1)
+    assert events(logs, "background_task_slow") == []
+
+
+async def test_callbacks_get_the_result_and_may_be_async(scheduler: Scheduler) -> None:
+    results: list[int] = []
+    async_done = asyncio.Event()
+
+    async def record(value: int) -> None:
+        results.append(value)
+        async_done.set()
+
+    await scheduler.add_task(double(2), on_complete=results.append)
+    await scheduler.add_task(double(3), on_complete=record)
+    await async_done.wait()
+    assert results == [4, 6]
+
+
+async def test_a_broken_callback_is_logged_and_contained(scheduler: Scheduler, logs: Logs) -> None:
+    def broken(value: object) -> None:
+        raise RuntimeError("callback bug")
+
+    async def broken_async(value: object) -> None:
+        raise RuntimeError("async callback bug")
+
+    first = scheduler.add_task(double(1), on_complete=broken)
+    second = scheduler.add_task(fail("x"), on_error=broken_async)
+    assert await first == 2
+    with pytest.raises(ValueError, match="x"):
+        await second
+    await wait_until(lambda: len(events(logs, "background_callback_failed")) == 2)
+    sync_report, async_report = events(logs, "background_callback_failed")
+    assert sync_report["callback"].endswith("broken")
+    assert str(sync_report["exc_info"]) == "callback bug"
+    assert str(async_report["exc_info"]) == "async callback bug"
+    assert first.state is TaskState.COMPLETED
+
+
+async def test_cancel_ends_a_running_task_as_cancelled(scheduler: Scheduler, logs: Logs) -> None:
+    seen: list[BaseException] = []
+    handle = scheduler.add_task(asyncio.sleep(10), on_error=seen.append)
+    await asyncio.sleep(0)
+    assert handle.cancel() is True
+    with pytest.raises(lightwork.TaskCancelledError):
+        await handle
+    assert handle.state is TaskState.CANCELLED
+    assert handle.cancel() is False
+    assert isinstance(seen[0], lightwork.TaskCancelledError)
+    [cancelled] = events(logs, "background_task_cancelled")
+    assert cancelled["reason"] == "cancelled"
+
+
+async def test_each_task_runs_in_a_copy_of_the_context_that_added_it(
+    scheduler: Scheduler,
+) -> None:
+    async def read_and_change() -> str:
+        seen = request_id.get()
+        request_id.set("changed by the task")
+        return seen
+
+    request_id.set("req-1")
+    first = scheduler.add_task(read_and_change)
+    request_id.set("req-2")
+    second = scheduler.add_task(read_and_change())
+    assert await first == "req-1"
+    assert await second == "req-2"
+    assert request_id.get() == "req-2"
+
+
+async def test_log_events_carry_the_context_of_the_code_that_added_the_task(
+    scheduler: Scheduler, logs: Logs
+) -> None:
+    import structlog  # noqa: PLC0415
+
+    structlog.contextvars.bind_contextvars(request_id="abc")
+    try:
+        handle = scheduler.add_task(fail("x"))
+    finally:
+        structlog.contextvars.clear_contextvars()
+    with pytest.raises(ValueError, match="x"):
+        await handle
+    [failed] = events(logs, "background_task_failed")
+    assert failed["request_id"] == "abc"
+
+
+async def test_sync_callables_run_in_lightworks_own_bounded_threads(logs: Logs) -> None:
+    lock = threading.Lock()
+    running = peak = 0
+    release = threading.Event()
+
+    def work() -> int:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        release.wait(5)
+        with lock:
+            running -= 1
+        return threading.get_ident()
+
+    async with Scheduler(max_threads=2) as scheduler:
+        handles = [scheduler.add_task(work) for _ in range(4)]
+        await wait_until(lambda: running == 2)
+        # Starlette's own pool (anyio's default limiter) is untouched by background work.
+        assert anyio.to_thread.current_default_thread_limiter().borrowed_tokens == 0
+        release.set()
+        idents = [await h for h in handles]
+    assert peak == 2
+    assert threading.get_ident() not in idents
+
+
+async def test_a_sync_function_that_returns_a_coroutine_fails_with_a_clear_error(
+    scheduler: Scheduler,
+) -> None:
+    handle = scheduler.add_task(lambda: double(1))
+    with pytest.raises(TypeError, match="sync function that returned a coroutine"):
+        await handle
+
+
+async def test_tasks_can_be_added_from_another_thread(scheduler: Scheduler) -> None:
+    handle = await asyncio.to_thread(scheduler.add_task, double, 5)
+    assert await handle == 10
+
+
+async def test_shutdown_drains_then_cancels_what_is_still_running(logs: Logs) -> None:
+    scheduler = Scheduler(drain_timeout=0.1)
+    await scheduler.start()
+    quick = scheduler.add_task(asyncio.sleep(0.01, "quick"))
+    stuck = scheduler.add_task(asyncio.sleep(10), name="stuck")
+    await scheduler.aclose()
+    assert quick.state is TaskState.COMPLETED
+    assert stuck.state is TaskState.CANCELLED
+    [cancelled] = events(logs, "background_task_cancelled")
+    assert cancelled["task"] == "stuck"
+    assert cancelled["reason"] == "shutdown"
+    [closed] = events(logs, "background_scheduler_closed")
+    assert closed["completed"] == 1
+    assert closed["cancelled"] == 1
+    assert closed["running"] == 0
+
+
+async def test_a_task_that_refuses_to_stop_is_reported_abandoned(
+    logs: Logs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scheduler_module, "CANCEL_GRACE_S", 0.05)
+    stop = asyncio.Event()
+
+    async def stubborn() -> None:
+        while not stop.is_set():
+            try:
+                await stop.wait()
+            except asyncio.CancelledError:
+                continue
+
+    scheduler = Scheduler(drain_timeout=0.01)
+    await scheduler.start()
+    handle = scheduler.add_task(stubborn)
+    try:
+        await scheduler.aclose()
+    finally:
+        stop.set()
+    await handle
+    assert [e["task"] for e in events(logs, "background_task_abandoned")] == ["stubborn"]
+
+
+async def test_adding_after_shutdown_raises_and_closes_the_coroutine() -> None:
+    scheduler = Scheduler()
+    await scheduler.start()
+    await scheduler.aclose()
+    coro = double(1)
+    with pytest.raises(lightwork.SchedulerClosedError, match="closed"):
+        scheduler.add_task(coro)
+    assert coro.cr_frame is None  # closed: no "never awaited" warning later
+    with pytest.raises(lightwork.SchedulerClosedError):
+        scheduler.add_task(double, 1)
+
+
+async def test_a_scheduler_used_without_start_starts_on_first_use_and_says_so(
+    logs: Logs,
+) -> None:
+    scheduler = Scheduler()
+    assert await scheduler.add_task(double, 4) == 8
+    [started] = events(logs, "background_scheduler_started")
+    assert started["lifespan"] is False
+    assert "lifespan" in started["hint"]
+    await scheduler.aclose()
+
+
+async def test_arguments_are_logged_only_when_asked(logs: Logs) -> None:
+    async with Scheduler() as quiet:
+        with pytest.raises(ValueError, match="x"):
+            await quiet.add_task(fail, "x")
+    async with Scheduler(log_args=True) as verbose:
+        with pytest.raises(ValueError, match="secret-ish"):
+            await verbose.add_task(fail("secret-ish"))
+    quiet_event, verbose_event = events(logs, "background_task_failed")
+    assert "args" not in quiet_event
+    assert "secret-ish" in verbose_event["args"]
+
+
+async def test_counts_and_reprs_show_what_happened(scheduler: Scheduler) -> None:
+    handle = scheduler.add_task(
+        double,
+        1,
+    )
+    assert "state=running" in repr(handle)
+    await handle
+    with pytest.raises(ValueError, match="x"):
+        await scheduler.add_task(fail("x"))
+    assert scheduler.counts() == {
+        "added": 2, "running": 0, "completed": 1, "failed": 1,
+        "timed_out": 0, "cancelled": 0, "dropped": 0,
+    }  # fmt: skip
+    assert "completed=1 failed=1" in repr(scheduler)
+    assert f"id={handle.id} name='double' state=completed duration=" in repr(handle)
+
+
+async def test_result_before_the_end_raises_invalid_state(scheduler: Scheduler) -> None:
+    handle = scheduler.add_task(asyncio.sleep(0))
+    with pytest.raises(asyncio.InvalidStateError):
+        handle.result()
+    with pytest.raises(asyncio.InvalidStateError):
+        handle.exception()
+    await handle
+
+
+async def test_an_awaiter_that_is_cancelled_does_not_cancel_the_task(
+    scheduler: Scheduler,
+) -> None:
+    release = asyncio.Event()
+    handle = scheduler.add_task(release.wait())
+    waiter = asyncio.ensure_future(handle._ended())
+    other = asyncio.ensure_future(handle._ended())
+    await asyncio.sleep(0)
+    waiter.cancel()
+    release.set()
+    await other
+    assert handle.state is TaskState.COMPLETED
