@@ -32,7 +32,8 @@ def check_duration(option: str, value: object, *, allow_none: bool = True) -> No
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{option} must be a number of seconds or None, not {value!r}")
+        allowed = "a number of seconds or None" if allow_none else "a number of seconds"
+        raise TypeError(f"{option} must be {allowed}, not {value!r}")
     if not (value > 0 and math.isfinite(value)):
         raise ValueError(f"{option} must be a positive, finite number of seconds, not {value!r}")
 
