@@ -198,11 +198,24 @@ class Scheduler(TaskSource):
     # -- accepting tasks --------------------------------------------------------------------
 
     def _check_open(self) -> None:
-        if self._phase in ("closing", "closed"):
+        if self._phase == "closing" or (self._phase == "closed" and not self._fresh_loop()):
             raise SchedulerClosedError(
                 f"the lightwork scheduler is {self._phase}: tasks can no longer be added "
                 "(add them before the app's shutdown begins)"
             )
+
+    def _fresh_loop(self, loop: asyncio.AbstractEventLoop | None = None) -> bool:
+        """Tell whether the caller's loop is a new one and the scheduler's old loop has stopped.
+
+        That is how a test client without lifespan works (a new loop per request), and how a
+        closed scheduler comes back in the next test: it starts again on the new loop.
+        """
+        if loop is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return False
+        return self._loop is None or (loop is not self._loop and not self._loop.is_running())
 
     def _new_handle(
         self,
@@ -228,40 +241,45 @@ class Scheduler(TaskSource):
     def _accept(self, handle: TaskHandle[Any]) -> None:
         """Start *handle* now, from the loop or from any other thread."""
         try:
-            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+            loop = asyncio.get_running_loop()
         except RuntimeError:
-            loop = None
+            if self._phase == "running" and self._loop is not None:
+                self._loop.call_soon_threadsafe(self._start, handle)
+                return
+            self._drop(handle, f"scheduler {self._phase}, added from a thread")
+            raise SchedulerClosedError(
+                "the lightwork scheduler is not running: start it first (the app's lifespan "
+                "does, or `async with scheduler`)"
+            ) from None
         if loop is self._loop and self._phase == "running":
             self._start(handle)
-        elif loop is None and self._loop is not None and self._phase == "running":
-            self._loop.call_soon_threadsafe(self._start, handle)
-        elif loop is not None and self._phase == "idle":
-            self._bind(loop)
-            self._phase = "running"
-            log.logger.warning(
-                log.SCHEDULER_STARTED,
-                lifespan=False,
-                hint="started on first use: run the app's lifespan (or `async with scheduler`) "
-                "so that tasks are drained at shutdown",
-            )
+        elif self._phase != "closing" and self._fresh_loop(loop):
+            self._start_on_first_use(loop)
             self._start(handle)
-        elif loop is not None and self._phase == "running":
-            self._drop(handle, "added from another event loop than the scheduler's")
+        elif self._phase == "running":
+            self._drop(handle, "added on another running event loop than the scheduler's")
             raise RuntimeError("tasks must be added on the scheduler's own event loop")
         else:
             self._drop(handle, f"scheduler {self._phase}")
             self._check_open()
-            raise SchedulerClosedError(
-                "the lightwork scheduler is not running: start it first (the app's lifespan "
-                "does, or `async with scheduler`)"
-            )
+
+    def _start_on_first_use(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._bind(loop)
+        self._phase = "running"
+        log.logger.warning(
+            log.SCHEDULER_STARTED,
+            lifespan=False,
+            hint="started on first use: run the app's lifespan (`with TestClient(app)` in "
+            "tests, or `async with scheduler`) so that tasks are drained, not cancelled, "
+            "when the event loop ends",
+        )
 
     def _release(self, handle: TaskHandle[Any]) -> None:
         """Start a task whose request has ended, or drop it if the scheduler has closed."""
-        if self._phase == "running":
-            self._start(handle)
-        else:
+        if self._phase == "closing" or (self._phase == "closed" and not self._fresh_loop()):
             self._drop(handle, f"scheduler {self._phase} before the response was sent")
+        else:
+            self._accept(handle)
 
     def _start(self, handle: TaskHandle[Any]) -> None:
         if handle.state is not TaskState.PENDING:  # cancelled before it could start

@@ -1,0 +1,335 @@
+"""BackgroundMiddleware in a real Starlette app: detached tasks, run_if, lifespan and handles."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+import weakref
+from collections.abc import AsyncIterator, MutableMapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx2
+import pytest
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.testclient import TestClient
+from starlette.types import Message
+from starlette.websockets import WebSocket
+
+import lightwork
+from lightwork import Background, BackgroundMiddleware, Scheduler, TaskState
+from lightwork.testing import TaskRecorder
+from tests.support import events
+
+Logs = list[MutableMapping[str, Any]]
+
+
+def make_app(*routes: Route | WebSocketRoute, **options: Any) -> Starlette:
+    return Starlette(routes=list(routes), middleware=[Middleware(BackgroundMiddleware, **options)])
+
+
+def test_the_response_does_not_wait_for_its_task(
+    anyio_backend_options: dict[str, Any], lightwork_tasks: TaskRecorder
+) -> None:
+    response_received = threading.Event()
+
+    async def wait_for_the_client() -> str:
+        # If the response waited for this task, the client would never get it and this
+        # wait would time out; the task would then end as failed, not completed.
+        if not await asyncio.to_thread(response_received.wait, 5):
+            raise AssertionError("the response was held back by its background task")
+        return "sent after the response"
+
+    async def endpoint(request: Request) -> Response:
+        lightwork.get_background(request).add_task(wait_for_the_client)
+        return PlainTextResponse("at once")
+
+    app = make_app(Route("/", endpoint))
+    with TestClient(app, backend_options=anyio_backend_options) as client:
+        assert client.get("/").text == "at once"
+        response_received.set()
+        lightwork_tasks.wait()
+    [handle] = lightwork_tasks.tasks
+    assert handle.result() == "sent after the response"
+
+
+async def test_tasks_start_only_after_the_final_body_is_sent() -> None:
+    sent: list[Message] = []
+    seen_at_start: list[int] = []
+
+    async def note_sent_messages() -> None:
+        seen_at_start.append(len(sent))
+
+    async def endpoint(request: Request) -> Response:
+        request.state.background.add_task(note_sent_messages)
+        return PlainTextResponse("body")
+
+    app = make_app(Route("/", endpoint))
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": [], "query_string": b""}
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    with TaskRecorder() as recorder:
+        await app(scope, receive, send)
+        await recorder.join()
+    assert seen_at_start == [2]  # http.response.start and the final http.response.body
+
+
+async def test_start_immediately_runs_tasks_while_the_handler_is_still_working() -> None:
+    async def endpoint(request: Request) -> Response:
+        started = asyncio.Event()
+
+        async def signal() -> None:
+            started.set()
+
+        lightwork.get_background(request).add_task(signal)
+        await asyncio.wait_for(started.wait(), 5)  # would time out with "after_response"
+        return PlainTextResponse("started first")
+
+    app = make_app(Route("/", endpoint), start="immediately")
+    async with httpx2.AsyncClient(
+        transport=httpx2.ASGITransport(app=app), base_url="http://test"
+    ) as client:
+        assert (await client.get("/")).text == "started first"
+
+
+async def ok(request: Request) -> Response:
+    return PlainTextResponse("ok")
+
+
+async def noop() -> None:
+    pass
+
+
+def run_if_app(**options: Any) -> Starlette:
+    async def endpoint(request: Request) -> Response:
+        background = lightwork.get_background(request)
+        background.add_task(noop)
+        if "always" in request.query_params:
+            background.add_task(noop(), run_if="always")
+        outcome = request.query_params["outcome"]
+        if outcome == "raise":
+            raise RuntimeError("handler bug")
+        if outcome == "http-exception":
+            raise HTTPException(status_code=409, detail="conflict")
+        return PlainTextResponse("done", status_code=int(outcome))
+
+    return make_app(Route("/", endpoint), **options)
+
+
+@pytest.mark.parametrize(
+    ("run_if", "outcome", "expected"),
+    [
+        ("no_exception", "200", TaskState.COMPLETED),
+        ("no_exception", "404", TaskState.COMPLETED),
+        ("no_exception", "http-exception", TaskState.COMPLETED),
+        ("no_exception", "raise", TaskState.DROPPED),
+        ("success", "302", TaskState.COMPLETED),
+        ("success", "404", TaskState.DROPPED),
+        ("success", "http-exception", TaskState.DROPPED),
+        ("success", "raise", TaskState.DROPPED),
+        ("always", "500", TaskState.COMPLETED),
+        ("always", "raise", TaskState.COMPLETED),
+    ],
+)
+def test_run_if_decides_which_responses_release_their_tasks(
+    run_if: str, outcome: str, expected: TaskState, lightwork_tasks: TaskRecorder, logs: Logs
+) -> None:
+    with TestClient(run_if_app(run_if=run_if), raise_server_exceptions=False) as client:
+        client.get("/", params={"outcome": outcome})
+        lightwork_tasks.wait()
+    [handle] = lightwork_tasks.tasks
+    assert handle.state is expected
+    dropped = events(logs, "background_task_dropped")
+    assert len(dropped) == (expected is TaskState.DROPPED)
+    if dropped:
+        assert dropped[0]["task"] == "noop"
+        assert "RuntimeError" in dropped[0]["reason"] or "status was" in dropped[0]["reason"]
+
+
+def test_a_tasks_own_run_if_wins_over_the_middlewares(lightwork_tasks: TaskRecorder) -> None:
+    with TestClient(run_if_app(), raise_server_exceptions=False) as client:
+        client.get("/", params={"outcome": "raise", "always": "1"})
+        lightwork_tasks.wait()
+    assert [h.state for h in lightwork_tasks.tasks] == [TaskState.DROPPED, TaskState.COMPLETED]
+
+
+def test_awaiting_a_dropped_task_raises_task_dropped(lightwork_tasks: TaskRecorder) -> None:
+    with TestClient(run_if_app(), raise_server_exceptions=False) as client:
+        client.get("/", params={"outcome": "raise"})
+    [handle] = lightwork_tasks.tasks
+    with pytest.raises(lightwork.TaskDroppedError, match="RuntimeError"):
+        handle.result()
+
+
+def test_a_base_http_middleware_in_the_stack_does_not_make_the_response_wait(
+    lightwork_tasks: TaskRecorder,
+) -> None:
+    response_received = threading.Event()
+
+    async def wait_for_the_client() -> None:
+        if not await asyncio.to_thread(response_received.wait, 5):
+            raise AssertionError("the response was held back by its background task")
+
+    async def endpoint(request: Request) -> Response:
+        lightwork.get_background(request).add_task(wait_for_the_client)
+        return PlainTextResponse("at once")
+
+    async def passthrough(request: Request, call_next: RequestResponseEndpoint) -> Response:
+        return await call_next(request)
+
+    app = Starlette(
+        routes=[Route("/", endpoint)],
+        middleware=[
+            Middleware(BaseHTTPMiddleware, dispatch=passthrough),
+            Middleware(BackgroundMiddleware),
+            Middleware(BaseHTTPMiddleware, dispatch=passthrough),
+        ],
+    )
+    with TestClient(app) as client:
+        assert client.get("/").text == "at once"
+        response_received.set()
+        lightwork_tasks.wait()
+    assert lightwork_tasks.tasks[0].state is TaskState.COMPLETED
+
+
+def test_a_task_does_not_keep_its_request_alive(lightwork_tasks: TaskRecorder) -> None:
+    requests: list[weakref.ref[Request]] = []
+    release = threading.Event()
+
+    async def hold_on(payload: str) -> str:
+        await asyncio.to_thread(release.wait, 5)
+        return payload
+
+    async def endpoint(request: Request) -> Response:
+        requests.append(weakref.ref(request))
+        lightwork.get_background(request).add_task(hold_on, request.url.path)
+        return PlainTextResponse("ok")
+
+    with TestClient(make_app(Route("/keep", endpoint))) as client:
+        client.get("/keep")
+        gc.collect()
+        assert lightwork_tasks.tasks[0].state is TaskState.RUNNING
+        assert requests[0]() is None, "the running task still references the request"
+        release.set()
+        lightwork_tasks.wait()
+    assert lightwork_tasks.tasks[0].result() == "/keep"
+
+
+def test_handles_are_found_by_get_background_state_and_decorator(
+    lightwork_tasks: TaskRecorder,
+) -> None:
+    @lightwork.with_background
+    async def decorated(request: Request, background: Background) -> Response:
+        assert background is lightwork.get_background(request) is request.state.background
+        background.add_task(noop)
+        return PlainTextResponse("async")
+
+    @lightwork.with_background
+    def decorated_sync(request: Request, background: Background) -> Response:
+        background.add_task(noop)  # from Starlette's worker thread
+        return PlainTextResponse("sync")
+
+    app = make_app(Route("/async", decorated), Route("/sync", decorated_sync))
+    with TestClient(app) as client:
+        assert client.get("/async").text == "async"
+        assert client.get("/sync").text == "sync"
+        lightwork_tasks.wait()
+    assert lightwork_tasks.names(TaskState.COMPLETED) == ["noop", "noop"]
+
+
+def test_without_the_middleware_get_background_says_how_to_install_it() -> None:
+    async def endpoint(request: Request) -> Response:
+        lightwork.get_background(request)
+        return PlainTextResponse("unreachable")
+
+    app = Starlette(routes=[Route("/", endpoint)])
+    with (
+        TestClient(app) as client,
+        pytest.raises(lightwork.BackgroundNotInstalledError, match="BackgroundMiddleware"),
+    ):
+        client.get("/")
+
+
+def test_websocket_tasks_start_at_once(lightwork_tasks: TaskRecorder) -> None:
+    @lightwork.with_background
+    async def chat(websocket: WebSocket, background: Background) -> None:
+        await websocket.accept()
+        message = await websocket.receive_text()
+        handle = background.add_task(asyncio.sleep(0, f"echo {message}"))
+        await websocket.send_text(await handle)
+        await websocket.close()
+
+    with TestClient(make_app(WebSocketRoute("/ws", chat))) as client:
+        with client.websocket_connect("/ws") as websocket:
+            websocket.send_text("hi")
+            assert websocket.receive_text() == "echo hi"
+        lightwork_tasks.wait()
+
+
+def test_the_lifespan_starts_the_scheduler_and_drains_it_before_the_apps_shutdown(
+    logs: Logs,
+) -> None:
+    scheduler = Scheduler(drain_timeout=5)
+    order: list[str] = []
+
+    async def warm_cache() -> None:
+        await asyncio.sleep(0.05)
+        order.append("startup task done")
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        scheduler.add_task(warm_cache)  # the app's scheduler is reachable from startup code
+        yield
+        order.append("app shutdown")
+
+    app = Starlette(
+        routes=[Route("/", ok)],
+        middleware=[Middleware(BackgroundMiddleware, scheduler=scheduler)],
+        lifespan=lifespan,
+    )
+    with TestClient(app) as client:
+        client.get("/")
+    assert order == ["startup task done", "app shutdown"]
+    [started] = events(logs, "background_scheduler_started")
+    assert started["lifespan"] is True
+    assert events(logs, "background_scheduler_closed")[0]["completed"] == 1
+
+
+def test_the_middleware_validates_its_options() -> None:
+    with pytest.raises(ValueError, match="start must be one of 'after_response', 'immediately'"):
+        BackgroundMiddleware(ok, start="later")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="run_if must be one of"):
+        BackgroundMiddleware(ok, run_if="never")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="scheduler must be a lightwork.Scheduler"):
+        BackgroundMiddleware(ok, scheduler=object())  # type: ignore[arg-type]
+    assert repr(BackgroundMiddleware(ok)) == (
+        "<BackgroundMiddleware start='after_response' run_if='no_exception'>"
+    )
+
+
+def test_a_test_client_without_lifespan_still_runs_tasks_on_each_requests_loop(
+    logs: Logs, lightwork_tasks: TaskRecorder
+) -> None:
+    async def endpoint(request: Request) -> Response:
+        handle = lightwork.get_background(request).add_task(asyncio.sleep(0, "ran"))
+        await asyncio.sleep(0)
+        return PlainTextResponse(str(handle.id))
+
+    app = make_app(Route("/", endpoint), start="immediately")
+    client = TestClient(app)  # no `with`: no lifespan, a new event loop for every request
+    for _ in range(2):
+        assert client.get("/").status_code == 200
+    assert lightwork_tasks.names(TaskState.COMPLETED) == ["sleep", "sleep"]
+    assert [e["lifespan"] for e in events(logs, "background_scheduler_started")] == [False, False]
