@@ -308,13 +308,14 @@ def test_the_lifespan_starts_the_scheduler_and_drains_it_before_the_apps_shutdow
 
 
 def test_the_middleware_validates_its_options() -> None:
+    app = Starlette()
     with pytest.raises(ValueError, match="start must be one of 'after_response', 'immediately'"):
-        BackgroundMiddleware(ok, start="later")  # type: ignore[arg-type]
+        BackgroundMiddleware(app, start="later")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="run_if must be one of"):
-        BackgroundMiddleware(ok, run_if="never")  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="scheduler must be a lightwork.Scheduler"):
-        BackgroundMiddleware(ok, scheduler=object())  # type: ignore[arg-type]
-    assert repr(BackgroundMiddleware(ok)) == (
+        BackgroundMiddleware(app, run_if="never")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"scheduler must be a lightwork\.Scheduler"):
+        BackgroundMiddleware(app, scheduler=object())  # type: ignore[arg-type]
+    assert repr(BackgroundMiddleware(app)) == (
         "<BackgroundMiddleware start='after_response' run_if='no_exception'>"
     )
 
