@@ -15,15 +15,13 @@ An ``HTTPException`` is answered as a response, so it follows the same ``run_if`
 any response with its status code.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: FastAPI reads the dependency's annotations.
+from typing import Annotated, TypeAlias
 
-from typing import TYPE_CHECKING, Annotated, TypeAlias
+from starlette.requests import HTTPConnection
 
 from ._background import Background, get_background
 from ._exceptions import MissingDependencyError
-
-if TYPE_CHECKING:
-    from starlette.requests import HTTPConnection
 
 try:
     from fastapi import Depends
