@@ -8,6 +8,7 @@ makes that a failure.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -16,9 +17,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import IO, Final
+from typing import IO, TYPE_CHECKING, Final
 
 import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 START_DEADLINE_S: Final = 10.0
@@ -99,8 +103,29 @@ class RedisServer:
             return False
 
 
+@contextlib.contextmanager
+def running_redis() -> Iterator[RedisServer]:
+    """Run a fresh redis-server for the duration of the block."""
+    server = RedisServer(require_redis_server())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module", name="redis_server")
+def redis_server_fixture() -> Iterator[RedisServer]:
+    """A redis-server shared by one test module's tests (import it to use it)."""
+    with running_redis() as server:
+        yield server
+
+
 class Worker:
-    """A queue worker in a subprocess, its output in a log file shown when a test fails."""
+    """A queue worker in a subprocess, its output in a log file shown when a test fails.
+
+    Use it as a context manager: it is stopped, by its pid, when the block ends.
+    """
 
     def __init__(self, command: list[str], env: dict[str, str], log_path: Path) -> None:
         self.command = command
@@ -120,11 +145,27 @@ class Worker:
             self.command, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT
         )
 
+    def wait_until(self, ready: Callable[[], bool], deadline_s: float = 60.0) -> None:
+        """Poll *ready* until it holds; else stop the worker and fail, showing its output."""
+        deadline = time.monotonic() + deadline_s
+        while not ready():
+            exited = self.process is not None and self.process.poll() is not None
+            if exited or time.monotonic() > deadline:
+                self.stop()
+                pytest.fail(f"the worker {self.command} did not start:\n{self.output()}")
+            time.sleep(0.02)
+
     def stop(self) -> None:
         if self.process is not None:
             stop_process(self.process)
         if self._log is not None:
             self._log.close()
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]

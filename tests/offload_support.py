@@ -15,15 +15,19 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 import lightwork
-from lightwork import JobStatus, Scheduler
+from lightwork import Job, JobStatus, Offloader, Outbox, Scheduler
 from tests import offload_jobs as jobs
+from tests.support import events
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, MutableMapping
+    from pathlib import Path
 
     from starlette.requests import Request
 
+    from lightwork.backends import OffloadBackend
     from lightwork.testing import TaskRecorder
+    from tests.offload_servers import RedisServer
 
 TICK_S = 0.005
 
@@ -103,3 +107,43 @@ async def offload_cpu_job_through_app(
     assert lag.ticks > 10
     assert lag.worst < jobs.CPU_JOB_S / 2
     return outcome
+
+
+async def offload_through_an_outage(
+    server: RedisServer,
+    backend: OffloadBackend,
+    folder: Path,
+    tasks: TaskRecorder,
+    logs: list[MutableMapping[str, Any]],
+    jobs_during: int = 4,
+) -> list[str]:
+    """Kill the broker mid-run, offload meanwhile, restart it; return what the worker ran.
+
+    Checks on the way: jobs offloaded while the broker is down wait in the outbox
+    (``DEFERRED``, logged ``offload_deferred``); once it is back, the same empty server on
+    the same port, every one of them is delivered under the id given at ``offload()``.
+    """
+    tally = folder / "tally.txt"
+    outbox = Outbox(folder / "outbox.db", backoff=0.05, max_backoff=0.3)
+    async with Offloader(backend, outbox=outbox) as offloader, Scheduler(offload=offloader) as app:
+        before = app.offload(Job(jobs.record, str(tally), "before"), job_id="before")
+        assert await before.result(timeout=30) == "before"
+
+        server.kill()  # mid-run: the broker is gone
+        during = [
+            app.offload(Job(jobs.record, str(tally), f"during-{n}"), job_id=f"during-{n}")
+            for n in range(jobs_during)
+        ]
+        await tasks.join()
+        for ref in during:
+            assert await ref.status() is JobStatus.DEFERRED
+
+        server.start()  # the same port, and empty: the outbox has the jobs
+        for ref in during:
+            assert await ref.result(timeout=60) == ref.job_id
+    ids = {ref.job_id for ref in during}
+    assert {e["job_id"] for e in events(logs, "offload_deferred")} == ids
+    redelivered = [e for e in events(logs, "offload_enqueued") if e["job_id"] in ids]
+    assert {e["job_id"] for e in redelivered} == ids
+    assert all(e["attempts"] >= 2 for e in redelivered)
+    return tally.read_text().splitlines()

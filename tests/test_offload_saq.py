@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
@@ -11,12 +10,17 @@ import pytest
 import redis
 
 import lightwork
-from lightwork import Job, JobStatus, Offloader, Outbox, Scheduler
+from lightwork import Job, JobStatus, Offloader, Scheduler
 from lightwork.backends.saq import SaqBackend, worker_settings
 from tests import offload_jobs as jobs
-from tests.offload_servers import RedisServer, Worker, python, require_redis_server
-from tests.offload_support import offload_cpu_job_through_app
-from tests.support import events
+from tests.offload_servers import (
+    RedisServer,
+    Worker,
+    python,
+    redis_server_fixture,  # noqa: F401 -- the module's redis_server fixture
+    running_redis,
+)
+from tests.offload_support import offload_cpu_job_through_app, offload_through_an_outage
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -36,38 +40,17 @@ def start_saq_worker(server: RedisServer, log_dir: Path) -> Worker:
         log_dir / f"saq-worker-{server.port}.log",
     )
     worker.start()
-    client = redis.Redis.from_url(server.url)
-    try:
-        deadline = time.monotonic() + 30
-        while not client.exists("saq:default:sweep"):
-            if time.monotonic() > deadline:
-                worker.stop()
-                pytest.fail(f"the SAQ worker did not start:\n{worker.output()}")
-            time.sleep(0.02)
-    finally:
-        client.close()
+    with redis.Redis.from_url(server.url) as client:
+        worker.wait_until(lambda: bool(client.exists("saq:default:sweep")))
     return worker
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer(require_redis_server())
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
 def saq_worker(
     redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Worker]:
-    worker = start_saq_worker(redis_server, tmp_path_factory.mktemp("saq"))
-    try:
+    with start_saq_worker(redis_server, tmp_path_factory.mktemp("saq")) as worker:
         yield worker
-    finally:
-        worker.stop()
 
 
 @pytest.fixture
@@ -140,44 +123,8 @@ def test_the_backend_names_its_destination_and_checks_options() -> None:
 async def test_jobs_offloaded_while_redis_is_down_are_delivered_once_it_is_back(
     tmp_path: Path, lightwork_tasks: TaskRecorder, logs: Logs
 ) -> None:
-    server = RedisServer(require_redis_server())
-    server.start()
-    worker = start_saq_worker(server, tmp_path)
-    tally = tmp_path / "tally.txt"
-    backend = SaqBackend(server.url, socket_timeout=1, connect_timeout=0.5)
-    outbox = Outbox(tmp_path / "outbox.db", backoff=0.05, max_backoff=0.3)
-    try:
-        async with Offloader(backend, outbox=outbox) as offloader:
-            scheduler = Scheduler(offload=offloader)
-            async with scheduler:
-                before = [
-                    scheduler.offload(Job(jobs.record, str(tally), f"before-{n}"), job_id=f"b{n}")
-                    for n in range(3)
-                ]
-                for ref in before:
-                    await ref.result(timeout=30)
-
-                server.kill()  # mid-run: the broker is gone
-                during = [
-                    scheduler.offload(Job(jobs.record, str(tally), f"during-{n}"), job_id=f"d{n}")
-                    for n in range(5)
-                ]
-                await lightwork_tasks.join()
-                for ref in during:
-                    assert await ref.status() is JobStatus.DEFERRED
-
-                server.start()  # the same port, and empty: the outbox has the jobs
-                for n, ref in enumerate(during):
-                    assert await ref.result(timeout=30) == f"during-{n}"
-    finally:
-        worker.stop()
-        server.stop()
-    deferred = {e["job_id"] for e in events(logs, "offload_deferred")}
-    assert deferred == {f"d{n}" for n in range(5)}
-    redelivered = [e for e in events(logs, "offload_enqueued") if e["job_id"].startswith("d")]
-    assert sorted(e["job_id"] for e in redelivered) == [f"d{n}" for n in range(5)]
-    assert all(e["attempts"] >= 2 for e in redelivered)
+    with running_redis() as server, start_saq_worker(server, tmp_path):
+        backend = SaqBackend(server.url, socket_timeout=1, connect_timeout=0.5)
+        ran = await offload_through_an_outage(server, backend, tmp_path, lightwork_tasks, logs)
     # Every job ran, and exactly once: SAQ dedups by job id.
-    assert sorted(tally.read_text().splitlines()) == sorted(
-        [f"before-{n}" for n in range(3)] + [f"during-{n}" for n in range(5)]
-    )
+    assert sorted(ran) == ["before", "during-0", "during-1", "during-2", "during-3"]

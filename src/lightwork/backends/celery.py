@@ -317,6 +317,5 @@ def _task_body(registration: Registration) -> Callable[..., Any]:
     def run(*args: Any, **kwargs: Any) -> Any:
         return registration.run(list(args), kwargs)
 
-    run.__name__ = run.__qualname__ = registration.name
-    run.__module__ = registration.module
+    run.__doc__ = registration.function.__doc__
     return run

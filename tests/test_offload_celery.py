@@ -1,0 +1,149 @@
+"""The Celery backend against a real redis-server and a real Celery worker (prefork pool)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator, MutableMapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import celery  # type: ignore[import-untyped]
+import pytest
+
+import lightwork
+from lightwork import Job, JobStatus, Offloader, Scheduler
+from lightwork.backends.celery import CeleryBackend, register_tasks
+from tests import offload_jobs as jobs
+from tests.offload_servers import (
+    RedisServer,
+    Worker,
+    python,
+    redis_server_fixture,  # noqa: F401 -- the module's redis_server fixture
+    running_redis,
+)
+from tests.offload_support import offload_cpu_job_through_app, offload_through_an_outage
+from tests.support import wait_until
+
+if TYPE_CHECKING:
+    from lightwork.testing import TaskRecorder
+
+Logs = list[MutableMapping[str, Any]]
+
+pytestmark = pytest.mark.slow
+
+
+def start_celery_worker(server: RedisServer, log_dir: Path) -> Worker:
+    """Start ``celery -A tests.celery_worker worker`` and wait until it says it is ready."""
+    worker = Worker(
+        python("-m", "celery", "-A", "tests.celery_worker", "worker", "--loglevel=INFO",
+               "--concurrency=2", "--without-heartbeat", "--without-gossip", "--without-mingle"),
+        {"LIGHTWORK_TEST_REDIS_URL": server.url},
+        log_dir / f"celery-worker-{server.port}.log",
+    )  # fmt: skip
+    worker.start()
+    worker.wait_until(lambda: " ready." in worker.output())
+    return worker
+
+
+@pytest.fixture(scope="module")
+def celery_worker(
+    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Worker]:
+    with start_celery_worker(redis_server, tmp_path_factory.mktemp("celery")) as worker:
+        yield worker
+
+
+@pytest.fixture
+async def offloader(
+    redis_server: RedisServer, celery_worker: Worker, tmp_path: Path
+) -> AsyncIterator[Offloader]:
+    async with Offloader(CeleryBackend(redis_server.url), outbox=tmp_path / "o.db") as running:
+        yield running
+
+
+def parent_of(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("PPid:"):
+            return int(line.split()[1])
+    raise LookupError(pid)
+
+
+async def test_a_cpu_bound_job_runs_in_a_celery_worker_and_the_loop_stays_responsive(
+    offloader: Offloader, celery_worker: Worker, lightwork_tasks: TaskRecorder
+) -> None:
+    outcome = await offload_cpu_job_through_app(offloader, lightwork_tasks)
+    assert parent_of(outcome["pid"]) == celery_worker.pid  # one of the worker's pool processes
+
+
+async def test_status_result_failure_and_unknown_ids_come_from_celery(
+    offloader: Offloader,
+) -> None:
+    async with Scheduler(offload=offloader) as scheduler:
+        assert await scheduler.offload(jobs.add, 2, b=3).result(timeout=30) == 5
+        assert await scheduler.offload(jobs.shout, "async").result(timeout=30) == "ASYNC"
+        failing = scheduler.offload(jobs.fail, "in the worker")
+        with pytest.raises(lightwork.JobFailedError, match="ValueError: in the worker") as caught:
+            await failing.result(timeout=30)
+        assert "Traceback" in caught.value.error
+        assert await failing.status() is JobStatus.FAILED
+        # Celery itself says PENDING for any id; lightwork's SENT mark tells them apart.
+        assert await offloader.job("never-sent").status() is JobStatus.UNKNOWN
+
+
+async def test_the_same_job_id_runs_again_but_keeps_its_first_result(
+    offloader: Offloader, tmp_path: Path
+) -> None:
+    tally = tmp_path / "tally.txt"
+    job_id = f"repeat-{uuid.uuid4().hex}"
+    async with Scheduler(offload=offloader) as scheduler:
+        first = scheduler.offload(Job(jobs.record, str(tally), "first"), job_id=job_id)
+        assert await first.result(timeout=30) == "first"
+        scheduler.offload(Job(jobs.record, str(tally), "again"), job_id=job_id)
+        # Celery does not dedup: the repeat runs (its task sees the same request.id)...
+        await wait_until(lambda: "again" in tally.read_text(), 30)
+    assert offloader.capabilities.dedup is False
+    # ...but a finished job's result is never overwritten.
+    assert await offloader.job(job_id).result(timeout=30) == "first"
+
+
+async def test_a_delayed_job_waits_queued_and_can_be_revoked(
+    offloader: Offloader, lightwork_tasks: TaskRecorder
+) -> None:
+    async with Scheduler(offload=offloader) as scheduler:
+        ref = scheduler.offload(Job(jobs.add, 1), delay=60, options={"queue": "celery"})
+        await lightwork_tasks.join()
+        assert await ref.status() is JobStatus.QUEUED
+        assert await ref.cancel() is True
+        assert await ref.status() is JobStatus.CANCELLED
+        assert await ref.cancel() is False
+
+
+def test_pickle_is_refused_and_no_result_backend_means_no_status(redis_server: RedisServer) -> None:
+    pickling = celery.Celery("pickling", broker=redis_server.url, set_as_current=False)
+    pickling.conf.update(accept_content=["json", "pickle"])
+    with pytest.raises(ValueError, match="JSON only"):
+        CeleryBackend(app=pickling)
+    blind = celery.Celery(
+        "blind", broker=redis_server.url, set_as_current=False, config_source={
+            "task_serializer": "json", "result_serializer": "json",
+            "accept_content": ["json"], "result_accept_content": ["json"],
+        },
+    )  # fmt: skip
+    backend = CeleryBackend(app=blind)
+    assert (backend.capabilities.status, backend.capabilities.result) == (False, False)
+    assert backend.destination == f"celery:127.0.0.1:{redis_server.port}/0"
+    with pytest.raises(ValueError, match="unknown Celery send option"):
+        CeleryBackend(send_options={"countdown": 5})
+    worker_side = celery.Celery("worker-side", set_as_current=False)
+    assert register_tasks(worker_side, ["add"]) == ["add"]
+    assert worker_side.tasks["add"](2, b=2) == 4
+
+
+async def test_jobs_offloaded_while_redis_is_down_are_delivered_once_it_is_back(
+    tmp_path: Path, lightwork_tasks: TaskRecorder, logs: Logs
+) -> None:
+    with running_redis() as server, start_celery_worker(server, tmp_path):
+        backend = CeleryBackend(server.url, socket_timeout=1, connect_timeout=0.5)
+        ran = await offload_through_an_outage(server, backend, tmp_path, lightwork_tasks, logs)
+    # Every job ran at least once (Celery does not dedup; a repeat has the same id).
+    assert set(ran) == {"before", "during-0", "during-1", "during-2", "during-3"}
