@@ -5,6 +5,7 @@ import sys
 from typing import TextIO
 
 import structlog
+from structlog.tracebacks import ExceptionDictTransformer
 
 
 def configure_json_logging(level: int = logging.INFO, file: TextIO = sys.stdout) -> None:
@@ -18,7 +19,9 @@ def configure_json_logging(level: int = logging.INFO, file: TextIO = sys.stdout)
             structlog.contextvars.merge_contextvars,  # e.g. a request_id bound per request
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.dict_tracebacks,  # a failed task's traceback, as JSON
+            # A failed task's traceback as JSON, without the frames' local variables: they
+            # hold the task's arguments, which may be secrets or personal data.
+            structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
