@@ -287,15 +287,6 @@ def test_the_scheduler_options_are_the_documented_ones() -> None:
 # -- guide.md: FastAPI and run_if ---------------------------------------------------------------
 
 
-FASTAPI_DEPENDENCY_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="lightwork.fastapi.background() annotates its parameter with HTTPConnection imported "
-    "only under TYPE_CHECKING, so FastAPI cannot resolve it and asks for a query parameter "
-    "named 'connection' (every request gets a 422)",
-)
-
-
-@FASTAPI_DEPENDENCY_BUG
 def test_fastapi_runs_both_tasks_after_a_success(lightwork_tasks: TaskRecorder) -> None:
     fastapi_app.confirmations.clear()
     fastapi_app.attempts.clear()
@@ -307,7 +298,6 @@ def test_fastapi_runs_both_tasks_after_a_success(lightwork_tasks: TaskRecorder) 
     assert fastapi_app.attempts == [(1, 2)]
 
 
-@FASTAPI_DEPENDENCY_BUG
 def test_fastapi_http_exception_drops_the_confirmation_but_records_the_attempt(
     lightwork_tasks: TaskRecorder, logs: Logs
 ) -> None:
