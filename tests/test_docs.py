@@ -336,7 +336,9 @@ def test_websocket_tasks_start_at_once(lightwork_tasks: TaskRecorder) -> None:
 # -- guide.md: outside requests ---------------------------------------------------------------
 
 
-def test_startup_code_and_background_scheduler_add_tasks(lightwork_tasks: TaskRecorder) -> None:
+def test_startup_code_and_background_scheduler_add_tasks(
+    lightwork_tasks: TaskRecorder, logs: Logs
+) -> None:
     outside_requests.cache.clear()
     with TestClient(outside_requests.app) as client:
         lightwork_tasks.wait()
@@ -345,6 +347,9 @@ def test_startup_code_and_background_scheduler_add_tasks(lightwork_tasks: TaskRe
         lightwork_tasks.wait()
     assert response.json() == {"products": 120, "categories": 8}
     assert lightwork_tasks.names(TaskState.COMPLETED) == ["warm-cache", "refresh-cache"]
+    # The lifespan started the scheduler before the startup code added its task.
+    [started] = events(logs, "background_scheduler_started")
+    assert started["lifespan"] is True
 
 
 async def test_a_script_awaits_handles_and_cancels_one(
