@@ -1,0 +1,142 @@
+"""Parts 1 and 2, the parent side: run each contender in a fresh worker process, collect figures."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from ._contenders import BY_KEY
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ._runtime import LoopName
+
+WORKER_TIMEOUT_S: Final = 600.0
+FLOOR: Final = "floor"
+
+
+@dataclass(frozen=True, slots=True)
+class MicroResult:
+    """Spawn-and-complete cost of one contender on one loop and workload."""
+
+    contender: str
+    label: str
+    loop: str
+    workload: str
+    ns_per_task: float | None
+    """Median over the repetitions; ``None`` when skipped."""
+    samples: list[float]
+    ratio: float | None
+    """``ns_per_task`` over the floor's, measured in the same run."""
+    skipped: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryResult:
+    """Bytes per parked task of one contender on one loop."""
+
+    contender: str
+    label: str
+    loop: str
+    bytes_per_task: float | None
+    """Growth of the memory tracemalloc traces, per task."""
+    rss_bytes_per_task: float | None
+    """Growth of the resident set, per task: a cross-check, coarse by pages and arenas."""
+    skipped: str | None = None
+
+
+def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run one measurement in a fresh interpreter and return its JSON answer."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench._worker", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        timeout=WORKER_TIMEOUT_S,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"bench worker {spec} failed with exit code {done.returncode}:\n{done.stderr[-3000:]}"
+        )
+    answer: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return answer
+
+
+def run_micro(
+    loops: Sequence[LoopName],
+    workloads: Sequence[str],
+    contenders: Sequence[str],
+    *,
+    n: int,
+    wave: int,
+    repeat: int,
+    rounds: int,
+) -> list[MicroResult]:
+    """Measure every contender on every loop and workload; ratios are to the floor's median.
+
+    Each round runs every contender once, in a fresh process (warm-up, then *repeat* timed
+    rounds of *n* tasks): interleaving the contenders spreads any slowdown of a shared
+    machine over all of them instead of loading it onto one.
+    """
+    keys = [FLOOR, *(key for key in contenders if key != FLOOR)]
+    samples: dict[tuple[str, str, str], list[float]] = {}
+    skipped: dict[tuple[str, str, str], str] = {}
+    for round_number in range(1, rounds + 1):
+        for loop in loops:
+            for workload in workloads:
+                print(f"  round {round_number}/{rounds}  {loop:8} {workload:7}", end="", flush=True)
+                for key in keys:
+                    spec = {
+                        "part": "micro", "contender": key, "loop": loop, "workload": workload,
+                        "n": n, "wave": wave, "repeat": repeat,
+                    }  # fmt: skip
+                    answer = run_worker(spec)
+                    if "skipped" in answer:
+                        skipped[key, loop, workload] = answer["skipped"]
+                    else:
+                        samples.setdefault((key, loop, workload), []).extend(answer["ns_per_task"])
+                    print(".", end="", flush=True)
+                print()
+    for reason in sorted(set(skipped.values())):
+        print(f"  note: {reason}")
+    results: list[MicroResult] = []
+    for loop in loops:
+        for workload in workloads:
+            floor = statistics.median(samples[FLOOR, loop, workload])
+            for key in keys:
+                label = BY_KEY[key].label
+                if (key, loop, workload) in skipped:
+                    reason = skipped[key, loop, workload]
+                    results.append(MicroResult(key, label, loop, workload, None, [], None, reason))
+                    continue
+                taken = samples[key, loop, workload]
+                median = statistics.median(taken)
+                results.append(
+                    MicroResult(key, label, loop, workload, median, taken, median / floor)
+                )
+    return results
+
+
+def run_memory(
+    loops: Sequence[LoopName], contenders: Sequence[str], *, n: int
+) -> list[MemoryResult]:
+    """Measure bytes per parked task for every contender on every loop."""
+    results: list[MemoryResult] = []
+    for loop in loops:
+        print(f"  {loop:8}", end="", flush=True)
+        for key in contenders:
+            label = BY_KEY[key].label
+            answer = run_worker({"part": "memory", "contender": key, "loop": loop, "n": n})
+            if "skipped" in answer:
+                results.append(MemoryResult(key, label, loop, None, None, answer["skipped"]))
+            else:
+                traced, rss = answer["bytes_per_task"], answer.get("rss_bytes_per_task")
+                results.append(MemoryResult(key, label, loop, traced, rss))
+            print(".", end="", flush=True)
+        print()
+    return results

@@ -1,0 +1,184 @@
+"""The figures of one run, as text tables and as one PNG chart."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+import matplotlib as mpl
+
+mpl.use("Agg")  # no display: render to files only
+
+import matplotlib.pyplot as plt
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
+    from matplotlib.axes import Axes
+
+    from ._http import HttpResult
+    from ._micro import MemoryResult, MicroResult
+    from ._targets import Verdict
+
+RATIO_TARGET: Final = 1.3
+BYTES_TARGET: Final = 1200
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], *, figures: bool = True) -> str:
+    """Align *rows* under *header*: the first column to the left, figures to the right."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = [header, ["-" * w for w in widths], *rows]
+    return "\n".join(
+        "  ".join(
+            cell.rjust(width) if figures and i else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(line, widths, strict=True))
+        ).rstrip()
+        for line in lines
+    )
+
+
+def _columns(micro: Sequence[MicroResult]) -> list[tuple[str, str]]:
+    return list(dict.fromkeys((r.loop, r.workload) for r in micro))
+
+
+def micro_table(micro: Sequence[MicroResult]) -> str:
+    """Contenders down, loop and workload across: ns per task and the ratio to the floor."""
+    columns = _columns(micro)
+    cells = {(r.contender, r.loop, r.workload): r for r in micro}
+    rows = []
+    for contender, label in dict.fromkeys((r.contender, r.label) for r in micro):
+        row = [label]
+        for loop, workload in columns:
+            result = cells.get((contender, loop, workload))
+            if result is None or result.ns_per_task is None or result.ratio is None:
+                row.append("skipped")
+            else:
+                row.append(f"{result.ns_per_task:,.0f} ns {result.ratio:5.2f}x")
+        rows.append(row)
+    return _table(["contender", *(f"{loop} {workload}" for loop, workload in columns)], rows)
+
+
+def memory_table(memory: Sequence[MemoryResult]) -> str:
+    """Contenders down, loops across: bytes per parked task, traced and by RSS."""
+    loops = list(dict.fromkeys(r.loop for r in memory))
+    cells = {(r.contender, r.loop): r for r in memory}
+    rows = []
+    for contender, label in dict.fromkeys((r.contender, r.label) for r in memory):
+        row = [label]
+        for loop in loops:
+            result = cells.get((contender, loop))
+            if result is None or result.bytes_per_task is None:
+                row.extend(["skipped", ""])
+                continue
+            rss = result.rss_bytes_per_task
+            row.extend([f"{result.bytes_per_task:,.0f}", "n/a" if rss is None else f"{rss:,.0f}"])
+        rows.append(row)
+    header = ["contender"]
+    for loop in loops:
+        header.extend([f"{loop} B/task", f"{loop} RSS B/task"])
+    return _table(header, rows)
+
+
+def http_table(http: Sequence[HttpResult]) -> str:
+    """Endpoints down: throughput, its ratio to the plain endpoint, latency, collector time."""
+    rows = [
+        [
+            r.label,
+            f"{r.requests_per_s:,.0f}",
+            f"{r.relative:.2f}x",
+            f"{r.p50_ms:.2f}",
+            f"{r.p99_ms:.2f}",
+            f"{r.gc_share:.0%}",
+            f"{r.gc_max_pause_ms:.1f}",
+            f"{r.cpu_us_per_request:.0f}",
+            str(r.errors),
+        ]
+        for r in http
+    ]
+    header = [
+        "endpoint", "req/s", "vs plain", "p50 ms", "p99 ms", "GC share", "max GC ms",
+        "CPU us/req", "errors",
+    ]  # fmt: skip
+    return _table(header, rows)
+
+
+def targets_table(verdicts: Sequence[Verdict]) -> str:
+    """One line per target of issue 6: met, missed or not measured, and the figure."""
+    return _table(
+        ["status", "target", "measured"],
+        [[v.status.upper(), v.target, v.measured] for v in verdicts],
+        figures=False,
+    )
+
+
+def chart(
+    path: Path,
+    title: str,
+    micro: Sequence[MicroResult],
+    memory: Sequence[MemoryResult],
+    http: Sequence[HttpResult],
+) -> None:
+    """Draw one panel per part that ran, side by side, and save them as a PNG."""
+    panels = [part for part in (micro, memory, http) if part]
+    figure, axes = plt.subplots(1, max(len(panels), 1), figsize=(7 * max(len(panels), 1), 6))
+    axes_list = list(axes) if len(panels) > 1 else [axes]
+    index = 0
+    if micro:
+        _micro_panel(axes_list[index], micro)
+        index += 1
+    if memory:
+        _memory_panel(axes_list[index], memory)
+        index += 1
+    if http:
+        _http_panel(axes_list[index], http)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def _bars(
+    axis: Axes, labels: list[str], series: dict[str, list[float]], target: float | None
+) -> None:
+    height = 0.8 / max(len(series), 1)
+    for offset, (name, values) in enumerate(series.items()):
+        positions = [i + offset * height for i in range(len(labels))]
+        axis.barh(positions, values, height=height, label=name)
+    axis.set_yticks([i + height * (len(series) - 1) / 2 for i in range(len(labels))], labels)
+    axis.invert_yaxis()
+    if target is not None:
+        axis.axvline(target, color="red", linestyle="--", linewidth=1, label="target")
+    axis.legend(fontsize=8)
+
+
+def _micro_panel(axis: Axes, micro: Sequence[MicroResult]) -> None:
+    measured = [r for r in micro if r.ratio is not None and r.contender != "floor"]
+    labels = list(dict.fromkeys(r.label for r in measured))
+    series: dict[str, list[float]] = {}
+    for loop, workload in _columns(measured):
+        ratios = {r.label: r.ratio for r in measured if (r.loop, r.workload) == (loop, workload)}
+        series[f"{loop} {workload}"] = [ratios.get(label) or 0.0 for label in labels]
+    _bars(axis, labels, series, RATIO_TARGET)
+    axis.axvline(1.0, color="grey", linewidth=1)
+    axis.set_xlabel("time per task, relative to create_task + set (1.0)")
+    axis.set_title("1. spawn and complete")
+
+
+def _memory_panel(axis: Axes, memory: Sequence[MemoryResult]) -> None:
+    measured = [r for r in memory if r.bytes_per_task is not None]
+    labels = list(dict.fromkeys(r.label for r in measured))
+    series: dict[str, list[float]] = {}
+    for loop in dict.fromkeys(r.loop for r in measured):
+        figures = {r.label: r.bytes_per_task for r in measured if r.loop == loop}
+        series[loop] = [figures.get(label) or 0.0 for label in labels]
+    _bars(axis, labels, series, BYTES_TARGET)
+    axis.set_xlabel("bytes per pending task (tracemalloc)")
+    axis.set_title("2. memory")
+
+
+def _http_panel(axis: Axes, http: Sequence[HttpResult]) -> None:
+    labels = [f"{r.label}\np99 {r.p99_ms:.1f} ms" for r in http]
+    _bars(axis, labels, {"req/s vs plain endpoint": [r.relative for r in http]}, None)
+    axis.axvline(1.0, color="grey", linewidth=1)
+    axis.set_xlabel(f"requests per second, relative to the plain endpoint ({http[0].tool})")
+    axis.set_title("3. HTTP under uvicorn (uvloop + httptools)")
