@@ -1,0 +1,191 @@
+"""TaskStats on its own: the counts, histograms and snapshot the scheduler's stats are made of."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lightwork import TaskState
+from lightwork._logging import TASK_SLOW
+from lightwork._stats import (
+    BLOCKED_BUCKETS_S,
+    DURATION_BUCKETS_S,
+    MAX_NAMES,
+    OTHER_NAME,
+    TASK_BLOCKING,
+    TaskStats,
+)
+
+TERMINAL = [s for s in TaskState if s not in (TaskState.PENDING, TaskState.RUNNING)]
+
+
+def test_a_task_is_queued_then_in_flight_then_counted_by_its_end_state() -> None:
+    stats = TaskStats()
+    stats.added("send_email")
+    assert stats.snapshot()["tasks"]["send_email"]["queued"] == 1
+    stats.started("send_email")
+    running = stats.snapshot()["tasks"]["send_email"]
+    assert (running["queued"], running["in_flight"]) == (0, 1)
+    stats.ended("send_email", TaskState.FAILED, 0.2, 0.03, started=True)
+    ended = stats.snapshot()["tasks"]["send_email"]
+    assert ended["scheduled"] == 1
+    assert (ended["queued"], ended["in_flight"]) == (0, 0)
+    assert ended["failed"] == 1
+    assert all(ended[s.value] == 0 for s in TERMINAL if s is not TaskState.FAILED)
+    assert ended["duration_s"]["count"] == ended["blocked_s"]["count"] == 1
+    assert ended["duration_s"]["sum"] == ended["duration_s"]["max"] == 0.2
+    assert ended["blocked_s"]["sum"] == 0.03
+
+
+def test_a_task_that_never_started_leaves_the_queue_without_a_duration() -> None:
+    stats = TaskStats()
+    stats.added("report")
+    stats.added("report")
+    stats.ended("report", TaskState.DROPPED, None, 0.0, started=False)
+    stats.ended("report", TaskState.CANCELLED, None, 0.0, started=False)
+    report = stats.snapshot()["tasks"]["report"]
+    assert (report["queued"], report["in_flight"]) == (0, 0)
+    assert (report["dropped"], report["cancelled"]) == (1, 1)
+    assert report["duration_s"]["count"] == report["blocked_s"]["count"] == 0
+
+
+def test_histogram_buckets_are_cumulative_and_include_their_upper_bound() -> None:
+    stats = TaskStats()
+    # One on a bound (Prometheus's `le` includes it), one between bounds, one past the last.
+    for duration in (DURATION_BUCKETS_S[2], 0.07, 3600.0):
+        stats.added("t")
+        stats.started("t")
+        stats.ended("t", TaskState.COMPLETED, duration, 0.0, started=True)
+    snapshot = stats.snapshot()
+    bounds = snapshot["buckets"]["duration_s"]
+    assert bounds == list(DURATION_BUCKETS_S)
+    histogram = snapshot["tasks"]["t"]["duration_s"]
+    assert len(histogram["counts"]) == len(bounds) + 1
+    expected = [(bound >= DURATION_BUCKETS_S[2]) + (bound >= 0.07) for bound in bounds] + [
+        3
+    ]  # the last entry is +Inf: every observation
+    assert histogram["counts"] == expected
+    assert histogram["count"] == 3
+    assert histogram["max"] == 3600.0
+    assert histogram["sum"] == pytest.approx(DURATION_BUCKETS_S[2] + 0.07 + 3600.0)
+    assert snapshot["buckets"]["blocked_s"] == list(BLOCKED_BUCKETS_S)
+    assert snapshot["tasks"]["t"]["blocked_s"]["counts"][0] == 3  # 0 s is in the first bucket
+
+
+def test_slow_and_blocking_warnings_are_counted_and_other_events_refused() -> None:
+    stats = TaskStats()
+    stats.added("resize")
+    stats.warned("resize", TASK_SLOW)
+    stats.warned("resize", TASK_BLOCKING)
+    stats.warned("resize", TASK_BLOCKING)
+    resize = stats.snapshot()["tasks"]["resize"]
+    assert (resize["slow"], resize["blocking"]) == (1, 2)
+    with pytest.raises(ValueError, match="background_task_failed"):
+        stats.warned("resize", "background_task_failed")
+
+
+def test_totals_add_up_every_name() -> None:
+    stats = TaskStats()
+    for name, state, duration in [("a", TaskState.COMPLETED, 0.01), ("b", TaskState.TIMED_OUT, 5)]:
+        stats.added(name)
+        stats.started(name)
+        stats.warned(name, TASK_SLOW)
+        stats.ended(name, state, duration, 0.001, started=True)
+    stats.added("c")
+    totals = stats.snapshot()["totals"]
+    assert totals["scheduled"] == 3
+    assert totals["queued"] == 1
+    assert (totals["completed"], totals["timed_out"], totals["slow"]) == (1, 1, 2)
+    assert totals["duration_s"]["count"] == 2
+    assert totals["duration_s"]["max"] == 5
+    assert totals["duration_s"]["sum"] == pytest.approx(5.01)
+    assert totals["blocked_s"]["sum"] == pytest.approx(0.002)
+
+
+def test_an_empty_snapshot_has_every_key_at_zero() -> None:
+    snapshot = TaskStats().snapshot()
+    assert snapshot["tasks"] == {}
+    totals = snapshot["totals"]
+    assert totals["scheduled"] == totals["duration_s"]["count"] == 0
+    assert totals["duration_s"]["counts"] == [0] * (len(DURATION_BUCKETS_S) + 1)
+
+
+def test_names_past_the_limit_share_one_entry() -> None:
+    stats = TaskStats()
+    for i in range(MAX_NAMES + 3):
+        stats.added(f"email-{i}")
+        stats.started(f"email-{i}")
+    stats.ended(f"email-{MAX_NAMES + 1}", TaskState.COMPLETED, 0.1, 0.0, started=True)
+    tasks = stats.snapshot()["tasks"]
+    assert len(tasks) == MAX_NAMES + 1
+    other = tasks[OTHER_NAME]
+    assert (other["scheduled"], other["in_flight"], other["completed"]) == (3, 2, 1)
+    assert f"email-{MAX_NAMES}" not in tasks
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "c"]),
+            st.sampled_from(TERMINAL),
+            st.booleans(),
+            st.floats(min_value=0, max_value=1e4),
+            st.floats(min_value=0, max_value=1e4),
+        ),
+        max_size=40,
+    )
+)
+def test_every_task_is_counted_once_and_the_snapshot_is_json(
+    lives: list[tuple[str, TaskState, bool, float, float]],
+) -> None:
+    stats = TaskStats()
+    for name, state, started, duration, blocked in lives:
+        stats.added(name)
+        if started:
+            stats.started(name)
+        stats.ended(name, state, duration if started else None, blocked, started=started)
+    snapshot = json.loads(json.dumps(snapshot_ := stats.snapshot()))
+    assert snapshot == snapshot_
+    totals = snapshot["totals"]
+    assert totals["scheduled"] == len(lives)
+    assert sum(totals[s.value] for s in TERMINAL) == len(lives)
+    assert totals["queued"] == totals["in_flight"] == 0
+    assert totals["duration_s"]["count"] == sum(started for _, _, started, _, _ in lives)
+    for task in snapshot["tasks"].values():
+        assert task["duration_s"]["counts"] == sorted(task["duration_s"]["counts"])
+
+
+def test_a_snapshot_can_be_taken_from_another_thread_while_tasks_come_and_go() -> None:
+    stats = TaskStats()
+    stop = threading.Event()
+    scrapes: list[dict[str, object]] = []
+    errors: list[BaseException] = []
+
+    def scrape() -> None:
+        try:
+            while not stop.is_set():
+                scrapes.append(stats.snapshot())
+        except BaseException as exc:  # reported below, in the test's own thread
+            errors.append(exc)
+
+    scraper = threading.Thread(target=scrape)
+    scraper.start()
+    ended = 0
+    try:
+        # Until the scraper has read many times mid-update (bounded, in case it cannot).
+        while len(scrapes) < 50 and ended < 2_000_000 and not errors:
+            name = f"n{ended % 700}"  # new names keep appearing, past MAX_NAMES too
+            stats.added(name)
+            stats.started(name)
+            stats.ended(name, TaskState.COMPLETED, 0.001, 0.0, started=True)
+            ended += 1
+    finally:
+        stop.set()
+        scraper.join()
+    assert errors == []
+    assert len(scrapes) >= 50
+    assert stats.snapshot()["totals"]["completed"] == ended
