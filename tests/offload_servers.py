@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Final
 
 import pytest
+import redis
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -173,3 +174,42 @@ class Worker:
 
 def python(*args: str) -> list[str]:
     return [sys.executable, *args]
+
+
+def start_saq_worker(
+    server: RedisServer, log_dir: Path, settings: str = "tests.saq_worker.settings"
+) -> Worker:
+    """Start ``saq <settings>`` and wait until its start-up sweep has passed.
+
+    SAQ's sweeper can catch a job between its dequeue and its start (tobymao/saq#277):
+    jobs are enqueued only after the one sweep at start.
+    """
+    worker = Worker(python("-m", "saq", settings, "-v"), _urls(server), log_dir / "saq.log")
+    worker.start()
+    with redis.Redis.from_url(server.url) as client:
+        worker.wait_until(lambda: bool(client.exists("saq:default:sweep")))
+    return worker
+
+
+def start_celery_worker(
+    server: RedisServer, log_dir: Path, app: str = "tests.celery_worker"
+) -> Worker:
+    """Start ``celery -A <app> worker`` (prefork, two processes) and wait until it is ready."""
+    worker = Worker(
+        python("-m", "celery", "-A", app, "worker", "--loglevel=INFO", "--concurrency=2",
+               "--without-heartbeat", "--without-gossip", "--without-mingle"),
+        _urls(server),
+        log_dir / "celery.log",
+    )  # fmt: skip
+    worker.start()
+    worker.wait_until(lambda: " ready." in worker.output())
+    return worker
+
+
+def _urls(server: RedisServer) -> dict[str, str]:
+    # The tests' workers read the first; the examples' read the others.
+    return {
+        "LIGHTWORK_TEST_REDIS_URL": server.url,
+        "REDIS_URL": server.url,
+        "BROKER_URL": server.url,
+    }

@@ -56,6 +56,7 @@ async def test_offload_returns_a_ref_at_once_and_hands_the_job_over_in_the_backg
     await lightwork_tasks.join()
     assert await ref.status() is JobStatus.COMPLETED
     assert await ref.result() == 5
+    assert await ref.snapshot() == lightwork.JobSnapshot(JobStatus.COMPLETED, 5)
     [submission] = backend.submissions
     assert (submission.name, submission.job_id) == ("add", ref.job_id)
     assert (submission.args, submission.kwargs) == ([2], {"b": 3})

@@ -17,9 +17,9 @@ from tests import offload_jobs as jobs
 from tests.offload_servers import (
     RedisServer,
     Worker,
-    python,
     redis_server_fixture,  # noqa: F401 -- the module's redis_server fixture
     running_redis,
+    start_celery_worker,
 )
 from tests.offload_support import offload_cpu_job_through_app, offload_through_an_outage
 from tests.support import wait_until
@@ -30,19 +30,6 @@ if TYPE_CHECKING:
 Logs = list[MutableMapping[str, Any]]
 
 pytestmark = pytest.mark.slow
-
-
-def start_celery_worker(server: RedisServer, log_dir: Path) -> Worker:
-    """Start ``celery -A tests.celery_worker worker`` and wait until it says it is ready."""
-    worker = Worker(
-        python("-m", "celery", "-A", "tests.celery_worker", "worker", "--loglevel=INFO",
-               "--concurrency=2", "--without-heartbeat", "--without-gossip", "--without-mingle"),
-        {"LIGHTWORK_TEST_REDIS_URL": server.url},
-        log_dir / f"celery-worker-{server.port}.log",
-    )  # fmt: skip
-    worker.start()
-    worker.wait_until(lambda: " ready." in worker.output())
-    return worker
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 import pytest
-import redis
 
 import lightwork
 from lightwork import Job, JobStatus, Offloader, Scheduler
@@ -16,9 +15,9 @@ from tests import offload_jobs as jobs
 from tests.offload_servers import (
     RedisServer,
     Worker,
-    python,
     redis_server_fixture,  # noqa: F401 -- the module's redis_server fixture
     running_redis,
+    start_saq_worker,
 )
 from tests.offload_support import offload_cpu_job_through_app, offload_through_an_outage
 
@@ -30,19 +29,6 @@ if TYPE_CHECKING:
 Logs = list[MutableMapping[str, Any]]
 
 pytestmark = pytest.mark.slow
-
-
-def start_saq_worker(server: RedisServer, log_dir: Path) -> Worker:
-    """Start ``saq tests.saq_worker.settings`` and wait until its start-up sweep has passed."""
-    worker = Worker(
-        python("-m", "saq", "tests.saq_worker.settings", "-v"),
-        {"LIGHTWORK_TEST_REDIS_URL": server.url},
-        log_dir / f"saq-worker-{server.port}.log",
-    )
-    worker.start()
-    with redis.Redis.from_url(server.url) as client:
-        worker.wait_until(lambda: bool(client.exists("saq:default:sweep")))
-    return worker
 
 
 @pytest.fixture(scope="module")

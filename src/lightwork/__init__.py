@@ -4,7 +4,7 @@ Light I/O work runs detached on the event loop, with a timeout, callbacks, and a
 when it runs slow; see the docs for the full guide.
 """
 
-from ._backend import JobStatus
+from ._backend import JobSnapshot, JobStatus
 from ._background import Background, get_background, with_background
 from ._definitions import task
 from ._exceptions import (
@@ -50,6 +50,7 @@ __all__ = [
     "JobNotFoundError",
     "JobNotRegisteredError",
     "JobRef",
+    "JobSnapshot",
     "JobStatus",
     "LightworkError",
     "OffloadError",

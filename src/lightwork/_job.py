@@ -108,7 +108,22 @@ class JobRef(Generic[T]):
             UnsupportedCapabilityError: the engine cannot tell a job's status.
             BackendError: the engine could not be asked (unreachable, or too slow).
         """
-        return (await self._offloader._snapshot(self.job_id, self._delivery)).status
+        return (await self.snapshot()).status
+
+    async def snapshot(self) -> JobSnapshot:
+        """Return the job's status, with its result or error once it has ended, in one call.
+
+        Raises:
+            UnsupportedCapabilityError: the engine cannot tell a job's status.
+            BackendError: the engine could not be asked (unreachable, or too slow).
+
+        Example:
+            ```python
+            snapshot = await offloader.job(job_id).snapshot()
+            return JSONResponse(dataclasses.asdict(snapshot))  # status, result, error
+            ```
+        """
+        return await self._offloader._snapshot(self.job_id, self._delivery)
 
     async def result(self, timeout: float | None = 30.0) -> T:  # noqa: ASYNC109 -- bounded by default
         """Wait for the job to end and return its result, decoded from JSON.
@@ -130,7 +145,7 @@ class JobRef(Generic[T]):
         try:
             async with asyncio.timeout(timeout):
                 while True:
-                    snapshot = await offloader._snapshot(self.job_id, self._delivery)
+                    snapshot = await self.snapshot()
                     if snapshot.status.done or snapshot.status is JobStatus.UNKNOWN:
                         return self._outcome(snapshot)
                     await asyncio.sleep(interval)
