@@ -17,6 +17,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from starlette.testclient import TestClient
 
 import lightwork
 from lightwork import Job, JobStatus, Offloader, Scheduler
@@ -315,3 +316,25 @@ async def test_a_request_offloads_after_its_response_and_a_failed_request_drops_
     assert dropped.name == "offload add"
     assert dropped.state is lightwork.TaskState.DROPPED
     assert events(logs, "background_task_dropped")
+
+
+def offload_from_a_thread(request: Request) -> JSONResponse:
+    """A sync endpoint: Starlette runs it in a worker thread, off the event loop."""
+    ref = lightwork.get_background(request).offload(jobs.add, 20, b=22)
+    return JSONResponse({"job_id": ref.job_id})
+
+
+def test_a_sync_endpoint_offloads_from_its_thread(
+    backend: MemoryBackend, lightwork_tasks: TaskRecorder
+) -> None:
+    offloader = Offloader(backend, outbox=None)
+    app = Starlette(
+        routes=[Route("/sum", offload_from_a_thread, methods=["POST"])],
+        middleware=[Middleware(lightwork.BackgroundMiddleware, Scheduler(offload=offloader))],
+    )
+    with TestClient(app) as client:
+        job_id = client.post("/sum").json()["job_id"]
+        lightwork_tasks.wait()
+    [submission] = backend.submissions
+    assert submission.job_id == job_id
+    assert submission.args == [20]

@@ -224,7 +224,8 @@ class Offloader:
                 f"offload() needs a job's name, its @offloadable function or a Job, "
                 f"not {target!r} ({type(target).__name__})"
             )
-        self._ensure_started()
+        # No binding here: offload() may be called from a sync endpoint's thread; the
+        # hand-off task binds the offloader to the scheduler's loop when it runs.
         delivery = source.add_task(
             self._deliver(job), name=f"offload {job.name}", timeout=None, slow_threshold=None
         )
@@ -288,6 +289,7 @@ class Offloader:
     async def _deliver(self, job: PendingJob) -> _Delivery:
         """The background task behind each ``offload()``: it never raises but to be cancelled."""
         try:
+            self._ensure_started()
             assert self._loop is not None
             if self._closed:
                 return self._keep_after_close(job)
