@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx2
@@ -21,7 +22,6 @@ from tests.support import events
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, MutableMapping
-    from pathlib import Path
 
     from starlette.requests import Request
 
@@ -63,11 +63,15 @@ async def measure_loop_lag() -> AsyncIterator[LoopLag]:
 
 
 def process_exists(pid: int) -> bool:
-    """Tell whether a process with this pid is still alive (not a zombie we could reap)."""
+    """Tell whether a process with this pid is alive: a killed one its parent has not reaped
+    yet (a zombie) counts as gone."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
+    stat = Path(f"/proc/{pid}/stat")
+    with contextlib.suppress(OSError):  # no /proc here: trust the signal
+        return stat.read_text().rpartition(")")[2].split()[0] != "Z"
     return True
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator, MutableMapping
 from pathlib import Path
@@ -21,7 +22,11 @@ from tests.offload_servers import (
     running_redis,
     start_celery_worker,
 )
-from tests.offload_support import offload_cpu_job_through_app, offload_through_an_outage
+from tests.offload_support import (
+    offload_cpu_job_through_app,
+    offload_through_an_outage,
+    process_exists,
+)
 from tests.support import wait_until
 
 if TYPE_CHECKING:
@@ -103,6 +108,37 @@ async def test_a_delayed_job_waits_queued_and_can_be_revoked(
         assert await ref.cancel() is True
         assert await ref.status() is JobStatus.CANCELLED
         assert await ref.cancel() is False
+
+
+async def test_a_running_job_is_killed_only_when_the_backend_may_terminate(
+    offloader: Offloader, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "nap.pid"
+    async with Scheduler(offload=offloader) as scheduler:
+        ref = scheduler.offload(jobs.nap, str(pid_file), 30)
+        await wait_until(pid_file.exists, 30)
+        await wait_until_status(ref, JobStatus.RUNNING)
+        assert await ref.cancel() is False  # running, and this backend may not kill it
+    terminating = CeleryBackend(redis_server.url, terminate_on_cancel=True)
+    async with Offloader(terminating, outbox=None) as killer:
+        assert await killer.job(ref.job_id).cancel() is True
+        assert await killer.job(ref.job_id).status() is JobStatus.CANCELLED
+    pid = int(pid_file.read_text())
+    await wait_until(lambda: not process_exists(pid), 30)
+
+
+async def wait_until_status(ref: lightwork.JobRef[Any], status: JobStatus) -> None:
+    statuses: list[JobStatus] = []
+
+    async def reached() -> bool:
+        statuses.append(await ref.status())
+        return statuses[-1] is status
+
+    for _ in range(600):
+        if await reached():
+            return
+        await asyncio.sleep(0.05)
+    pytest.fail(f"{ref!r} never reached {status}: {statuses[-5:]}")
 
 
 def test_pickle_is_refused_and_no_result_backend_means_no_status(redis_server: RedisServer) -> None:

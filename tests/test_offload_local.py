@@ -59,20 +59,28 @@ async def test_a_failing_or_crashing_job_fails_alone_and_the_pool_goes_on(logs: 
 async def test_a_job_past_its_timeout_or_cancelled_has_its_process_killed(
     tmp_path: Path, logs: Logs
 ) -> None:
-    offloader = Offloader(LocalBackend(max_workers=2, timeout=0.5))
+    offloader = Offloader(LocalBackend(max_workers=2, timeout=None))
     async with Scheduler(offload=offloader) as scheduler, offloader:
-        too_long = scheduler.offload(jobs.nap, str(tmp_path / "timed-out.pid"), 60)
+        # Two idle worker processes first, so that the jobs below start at once.
+        warming = [scheduler.offload(jobs.nap, str(tmp_path / f"warm{n}"), 0.3) for n in (1, 2)]
+        for ref in warming:
+            await ref.result(timeout=60)
+        too_long = scheduler.offload(
+            Job(jobs.nap, str(tmp_path / "timed-out.pid"), 60), options={"timeout": 1.0}
+        )
         cancelled = scheduler.offload(jobs.nap, str(tmp_path / "cancelled.pid"), 60)
         await wait_until((tmp_path / "cancelled.pid").exists, 30)
         assert await cancelled.status() is JobStatus.RUNNING
         assert await cancelled.cancel() is True
-        with pytest.raises(lightwork.JobFailedError, match=r"past its timeout of 0\.5s"):
+        with pytest.raises(lightwork.JobFailedError, match=r"past its timeout of 1\.0s"):
             await too_long.result(timeout=30)
         assert await cancelled.status() is JobStatus.CANCELLED
         for name in ("timed-out.pid", "cancelled.pid"):
             pid = int((tmp_path / name).read_text())
             await wait_until(lambda pid=pid: not process_exists(pid), 10)  # type: ignore[misc]
         assert await scheduler.offload(jobs.add, 1, b=1).result(timeout=30) == 2
+        with pytest.raises(lightwork.UnsupportedCapabilityError, match="accepts: 'timeout'"):
+            scheduler.offload(Job(jobs.add, 1), options={"retries": 2})
     assert [e["job"] for e in events(logs, "offload_job_timed_out")] == ["nap"]
     assert len(events(logs, "offload_job_cancelled")) == 1
 

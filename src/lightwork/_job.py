@@ -84,7 +84,7 @@ class JobRef(Generic[T]):
     job_id: str
     """The job's id at the engine: given as ``job_id=``, or generated (a UUID4 hex)."""
     name: str
-    """The job's registered name."""
+    """The job's registered name (empty for a ref rebuilt from its id alone)."""
 
     def __init__(
         self,
@@ -100,6 +100,10 @@ class JobRef(Generic[T]):
 
     def __repr__(self) -> str:
         return f"<JobRef {self.name!r} job_id={self.job_id!r}>"
+
+    @property
+    def _label(self) -> str:
+        return f"{self.name!r} ({self.job_id})" if self.name else repr(self.job_id)
 
     async def status(self) -> JobStatus:
         """Return where the job is now.
@@ -151,9 +155,7 @@ class JobRef(Generic[T]):
                     await asyncio.sleep(interval)
                     interval = min(interval * 2, _POLL_MAX_S)
         except TimeoutError as exc:
-            raise ResultTimeoutError(
-                f"job {self.name!r} ({self.job_id}) had not ended after {timeout}s"
-            ) from exc
+            raise ResultTimeoutError(f"job {self._label} had not ended after {timeout}s") from exc
 
     def _outcome(self, snapshot: JobSnapshot) -> T:
         status = snapshot.status
@@ -161,13 +163,13 @@ class JobRef(Generic[T]):
             return cast("T", snapshot.result)
         if status is JobStatus.UNKNOWN:
             raise JobNotFoundError(
-                f"the engine does not know job {self.name!r} ({self.job_id}): it was never "
+                f"the engine does not know job {self._label}: it was never "
                 "enqueued there, or its record has expired"
             )
         error = snapshot.error or ""
         summary = error.strip().splitlines()[-1] if error.strip() else "no details"
         raise JobFailedError(
-            f"job {self.name!r} ({self.job_id}) ended {status}: {summary}",
+            f"job {self._label} ended {status}: {summary}",
             job=self.name,
             job_id=self.job_id,
             status=status,

@@ -208,13 +208,18 @@ class CeleryBackend(OffloadBackend):
         return JobSnapshot(status)
 
     async def cancel(self, job_id: str) -> bool:
-        """Revoke the job; a running one is killed only with ``terminate_on_cancel``."""
+        """Revoke the job; return ``False`` if it has ended, or is running and may not be killed.
+
+        A running job is killed only with ``terminate_on_cancel``.
+        """
         cancelled: bool = await self._call(self._revoke, job_id)
         return cancelled
 
     def _revoke(self, job_id: str) -> bool:
-        if self.capabilities.status and self._inspect(job_id).status.done:
-            return False
+        if self.capabilities.status:
+            status = self._inspect(job_id).status
+            if status.done or (status is JobStatus.RUNNING and not self.terminate_on_cancel):
+                return False  # ended, or running and not to be killed: it will run to its end
         self.app.control.revoke(job_id, terminate=self.terminate_on_cancel)
         if self.capabilities.status:
             self.app.backend.store_result(job_id, None, "REVOKED")

@@ -22,7 +22,7 @@ import os
 import traceback
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, cast
 
 import anyio
 import anyio.to_process
@@ -57,7 +57,10 @@ class LocalBackend(OffloadBackend):
         max_workers: how many jobs run at once, each in its own process (default: the
             number of CPUs).
         timeout: seconds a job may run before its worker process is killed and the job
-            fails; ``None`` for no limit.
+            fails; ``None`` for no limit. A job may set its own with
+            ``offload(Job(...), options={"timeout": 60})``. The time counts from when the
+            job gets its slot, so it includes starting a fresh worker process (about a
+            second) when the pool has no idle one.
         max_results: how many ended jobs to remember for ``status()`` and ``result()``;
             the oldest are forgotten first (their status becomes ``UNKNOWN``).
         drain_timeout: seconds that closing waits for queued and running jobs before it
@@ -70,8 +73,9 @@ class LocalBackend(OffloadBackend):
     """
 
     capabilities = Capabilities(
-        dedup=True, delay=True, status=True, result=True, cancel=True, remote=False
-    )
+        dedup=True, delay=True, status=True, result=True, cancel=True, remote=False,
+        options=frozenset({"timeout"}),
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -111,6 +115,7 @@ class LocalBackend(OffloadBackend):
         """Queue the job for a worker process; an id already known is not run again."""
         if submission.job_id in self._jobs:  # the same id runs once, while remembered
             return
+        check_duration("options['timeout']", submission.options.get("timeout", self.timeout))
         lookup(submission.name)  # fail now, not in the worker, for a job no one registered
         job = _LocalJob(submission)
         self._jobs[submission.job_id] = job
@@ -147,12 +152,13 @@ class LocalBackend(OffloadBackend):
     async def _run(self, job: _LocalJob) -> None:
         submission = job.submission
         fields = {"job": submission.name, "job_id": submission.job_id}
+        timeout = cast("float | None", submission.options.get("timeout", self.timeout))
         try:
             if submission.delay:
                 await asyncio.sleep(submission.delay)
             async with self._limiter:
                 job.status = JobStatus.RUNNING
-                async with asyncio.timeout(self.timeout):
+                async with asyncio.timeout(timeout):
                     reply = await anyio.to_process.run_sync(
                         run_in_worker,
                         lookup(submission.name).module,
@@ -169,8 +175,8 @@ class LocalBackend(OffloadBackend):
                 job.status, job.result = JobStatus.COMPLETED, outcome["result"]
         except TimeoutError:
             job.status = JobStatus.FAILED
-            job.error = f"ran past its timeout of {self.timeout}s: its worker process was killed"
-            logger.warning(events.JOB_TIMED_OUT, **fields, timeout_s=self.timeout)
+            job.error = f"ran past its timeout of {timeout}s: its worker process was killed"
+            logger.warning(events.JOB_TIMED_OUT, **fields, timeout_s=timeout)
         except asyncio.CancelledError:
             job.status = JobStatus.CANCELLED
             logger.warning(events.JOB_CANCELLED, **fields)
