@@ -24,6 +24,7 @@ def task(
     name: str | None = None,
     timeout: float | _Unset | None = UNSET,
     slow_threshold: float | _Unset | None = UNSET,
+    block_threshold: float | _Unset | None = UNSET,
     on_complete: Callable[[Any], object] | None = None,
     on_error: Callable[[BaseException], object] | None = None,
     run_if: RunIf | None = None,
@@ -37,6 +38,8 @@ def task(
         name: the task's name in logs and metrics (default: the function's qualified name).
         timeout: seconds before the task is cancelled; ``None`` for no limit.
         slow_threshold: seconds after which the task is reported slow; ``None`` for never.
+        block_threshold: seconds one step may hold the event loop before the task is
+            reported as blocking it; ``None`` to not time its steps.
         on_complete: called with the result when the task completes (sync or async).
         on_error: called with what ended the task otherwise (sync or async).
         run_if: which requests release the task (see ``RunIf``).
@@ -53,6 +56,7 @@ def task(
         name=name,
         timeout=timeout,
         slow_threshold=slow_threshold,
+        block_threshold=block_threshold,
         on_complete=on_complete,
         on_error=on_error,
         run_if=run_if,

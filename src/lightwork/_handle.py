@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 if TYPE_CHECKING:
@@ -51,6 +52,9 @@ class TaskHandle(Generic[T]):
         "_cancel_reason",
         "_context",
         "_coro",
+        "_deadline",
+        "_duration",
+        "_last_step_end",
         "_on_complete",
         "_on_error",
         "_outcome",
@@ -59,11 +63,13 @@ class TaskHandle(Generic[T]):
         "_slow_logged",
         "_started_at",
         "_task",
-        "_timer",
         "_waiter",
-        "duration",
+        "block_threshold",
+        "blocked",
         "id",
+        "longest_step",
         "name",
+        "route",
         "slow_threshold",
         "state",
         "timeout",
@@ -75,8 +81,13 @@ class TaskHandle(Generic[T]):
     state: TaskState
     timeout: float | None
     slow_threshold: float | None
-    duration: float | None
-    """Seconds from start to end, once the task has ended after starting."""
+    block_threshold: float | None
+    blocked: float
+    """Seconds the task's steps have held the event loop, in all."""
+    longest_step: float
+    """Seconds of the longest single step: what the loop waited for at once."""
+    route: str | None
+    """The request that added the task, as ``"GET /path"``; ``None`` outside requests."""
 
     def __init__(
         self,
@@ -87,6 +98,7 @@ class TaskHandle(Generic[T]):
         context: Context,
         timeout: float | None,
         slow_threshold: float | None,
+        block_threshold: float | None,
         on_complete: Callable[[Any], object] | None,
         on_error: Callable[[BaseException], object] | None,
         run_if: RunIf | None,
@@ -97,20 +109,36 @@ class TaskHandle(Generic[T]):
         self.state = TaskState.PENDING
         self.timeout = timeout
         self.slow_threshold = slow_threshold
-        self.duration = None
+        self.block_threshold = block_threshold
+        self.blocked = 0.0
+        self.longest_step = 0.0
+        self.route: str | None = None
+        self._duration: float | None = None
         self._coro: Coroutine[Any, Any, T] | None = coro
         self._context = context
         self._on_complete = on_complete
         self._on_error = on_error
         self._run_if = run_if
         self._task: asyncio.Task[T] | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0  # its bucket in the scheduler's Deadlines; 0 when none is armed
         self._started_at = 0.0
+        self._last_step_end = 0.0
         self._slow_logged = False
         self._cancel_reason: str | None = None
         self._outcome: object = None
         self._waiter: asyncio.Future[None] | None = None
         self._args: str | None = None
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds the task has run so far, or ran in all once ended; ``None`` before it starts.
+
+        Counted from the task's first step on the loop, so time spent waiting for the loop
+        in a burst of tasks does not count (with ``block_threshold=None``: from its start).
+        """
+        if self._duration is None and self._started_at:
+            return perf_counter() - self._started_at
+        return self._duration
 
     def __repr__(self) -> str:
         duration = "" if self.duration is None else f" duration={self.duration * 1000:.1f}ms"

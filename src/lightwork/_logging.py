@@ -7,6 +7,7 @@ and leaves processors, renderers and levels to the application.
 from __future__ import annotations
 
 import logging
+from contextvars import Context, ContextVar
 from typing import Any, Final
 
 import structlog
@@ -19,6 +20,8 @@ TASK_TIMED_OUT: Final = "background_task_timed_out"
 TASK_CANCELLED: Final = "background_task_cancelled"
 TASK_DROPPED: Final = "background_task_dropped"
 TASK_SLOW: Final = "background_task_slow"
+TASK_BLOCKING: Final = "background_task_blocking"
+LOOP_BLOCKED: Final = "event_loop_blocked"
 TASK_ABANDONED: Final = "background_task_abandoned"
 CALLBACK_FAILED: Final = "background_callback_failed"
 SCHEDULER_STARTED: Final = "background_scheduler_started"
@@ -29,7 +32,25 @@ SLOW_HINT: Final = (
     "move heavy or CPU-bound work to a job queue (lightwork's offload bridge)"
 )
 
+BLOCKING_HINT: Final = (
+    "this task computed on the event loop without awaiting, and every request waited for it; "
+    "run CPU-bound work in a process (lightwork's offload bridge) or at least a thread"
+)
+
 logger: Final = structlog.get_logger(LOGGER_NAME)
+
+
+def _structlog_var(key: str) -> ContextVar[Any]:
+    """Return the context variable structlog keeps for *key*, to set it without a lookup."""
+    scratch = Context()
+    scratch.run(structlog.contextvars.bind_contextvars, **{key: None})
+    [var] = (v for v in scratch if v.name == f"{structlog.contextvars.STRUCTLOG_KEY_PREFIX}{key}")
+    return var
+
+
+# Bound inside every task, so the user's own log calls there say which task they came from.
+TASK_VAR: Final = _structlog_var("task")
+TASK_ID_VAR: Final = _structlog_var("task_id")
 
 
 def debug_enabled() -> bool:

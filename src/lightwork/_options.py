@@ -57,6 +57,7 @@ class TaskOptions:
     name: str | None = None
     timeout: float | _Unset | None = UNSET
     slow_threshold: float | _Unset | None = UNSET
+    block_threshold: float | _Unset | None = UNSET
     on_complete: Callable[[Any], object] | None = None
     on_error: Callable[[BaseException], object] | None = None
     run_if: RunIf | None = None
@@ -68,6 +69,8 @@ class TaskOptions:
             check_duration("timeout", self.timeout)
         if self.slow_threshold is not UNSET:
             check_duration("slow_threshold", self.slow_threshold)
+        if self.block_threshold is not UNSET:
+            check_duration("block_threshold", self.block_threshold)
         for option, callback in (("on_complete", self.on_complete), ("on_error", self.on_error)):
             if callback is not None and not callable(callback):
                 raise TypeError(f"{option} must be callable, not {callback!r}")
@@ -81,6 +84,9 @@ class TaskOptions:
             timeout=self.timeout if self.timeout is not UNSET else base.timeout,
             slow_threshold=(
                 self.slow_threshold if self.slow_threshold is not UNSET else base.slow_threshold
+            ),
+            block_threshold=(
+                self.block_threshold if self.block_threshold is not UNSET else base.block_threshold
             ),
             on_complete=self.on_complete if self.on_complete is not None else base.on_complete,
             on_error=self.on_error if self.on_error is not None else base.on_error,

@@ -1,8 +1,9 @@
 """The scheduler: runs tasks as plain asyncio tasks, times them with loop timers, drains them.
 
 The hot path is one ``loop.create_task``, one done-callback and at most one live
-``loop.call_later`` timer per task (the slow-task warning first, then the timeout): no
-wrapper coroutine, no cancel scope, no task group.
+``loop.call_later`` timer per task (the slow-task warning first, then the timeout), plus a
+slotted step timer (``TimedCoroutine``) for loop-block detection: no wrapper coroutine, no
+cancel scope, no task group.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ import asyncio
 import inspect
 import itertools
 from contextvars import Context
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeVar
 
 import anyio
 
 from . import _logging as log
+from ._deadlines import Deadlines
 from ._exceptions import (
     SchedulerClosedError,
     TaskCancelledError,
@@ -23,6 +26,8 @@ from ._exceptions import (
     TaskTimeoutError,
 )
 from ._handle import TaskHandle, TaskState
+from ._logging import TASK_ID_VAR, TASK_VAR
+from ._monitor import TimedCoroutine, count_gc_time
 from ._offloader import offloader_for
 from ._options import check_duration
 from ._source import TaskSource
@@ -87,6 +92,7 @@ class Scheduler(TaskSource):
         *,
         timeout: float | None = 30.0,
         slow_threshold: float | None = 0.1,
+        block_threshold: float | None = 0.02,
         drain_timeout: float = 10.0,
         max_threads: int = 10,
         log_args: bool = False,
@@ -94,11 +100,13 @@ class Scheduler(TaskSource):
     ) -> None:
         check_duration("timeout", timeout)
         check_duration("slow_threshold", slow_threshold)
+        check_duration("block_threshold", block_threshold)
         check_duration("drain_timeout", drain_timeout, allow_none=False)
         if isinstance(max_threads, bool) or not isinstance(max_threads, int) or max_threads < 1:
             raise ValueError(f"max_threads must be a positive integer, not {max_threads!r}")
         self.timeout = timeout
         self.slow_threshold = slow_threshold
+        self.block_threshold = block_threshold
         self.drain_timeout = drain_timeout
         self.max_threads = max_threads
         self.log_args = log_args
@@ -106,6 +114,7 @@ class Scheduler(TaskSource):
         """Where ``offload()`` sends jobs: the ``offload=`` argument, or the local process pool."""
         self._phase: _Phase = "idle"
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._deadlines = Deadlines(None)
         self._limiter: anyio.CapacityLimiter | None = None
         self._debug = False
         self._running: set[TaskHandle[Any]] = set()
@@ -193,6 +202,9 @@ class Scheduler(TaskSource):
                 )
             self._loop = loop
             self._limiter = anyio.CapacityLimiter(self.max_threads)
+            self._deadlines.close()
+            self._deadlines = Deadlines(loop)
+            count_gc_time()
         self._debug = log.debug_enabled()
 
     # -- accepting tasks --------------------------------------------------------------------
@@ -223,6 +235,7 @@ class Scheduler(TaskSource):
         name: str,
         timeout: float | None,
         slow_threshold: float | None,
+        block_threshold: float | None,
         on_complete: Callable[[Any], object] | None,
         on_error: Callable[[BaseException], object] | None,
         run_if: RunIf | None,
@@ -230,7 +243,7 @@ class Scheduler(TaskSource):
     ) -> TaskHandle[T]:
         handle = TaskHandle(
             self, next(_task_ids), name, coro, context,
-            timeout, slow_threshold, on_complete, on_error, run_if,
+            timeout, slow_threshold, block_threshold, on_complete, on_error, run_if,
         )  # fmt: skip
         self._added += 1
         if observers:
@@ -288,33 +301,53 @@ class Scheduler(TaskSource):
         assert loop is not None
         coro, handle._coro = handle._coro, None
         assert coro is not None
-        task = loop.create_task(coro, name=handle.name, context=handle._context)
+        context = handle._context
+        # Timed from its first step, so that a burst's wait for the loop does not count.
+        task = loop.create_task(TimedCoroutine(coro, handle), name=handle.name, context=context)
         handle._task = task
         handle.state = TaskState.RUNNING
-        handle._started_at = loop.time()
-        task.add_done_callback(handle._on_done, context=handle._context)
-        slow, timeout = handle.slow_threshold, handle.timeout
-        if slow is not None and (timeout is None or slow < timeout):
-            handle._timer = loop.call_later(slow, handle._on_timer, context=handle._context)
-        elif timeout is not None:
-            handle._timer = loop.call_later(timeout, handle._on_timer, context=handle._context)
+        task.add_done_callback(handle._on_done, context=context)
         self._running.add(handle)
 
-    # -- ending tasks -----------------------------------------------------------------------
+    def _on_first_step(self, handle: TaskHandle[Any], now: float) -> None:
+        """Start the clock and arm the first timer: the slow-task warning, else the timeout.
+
+        Runs inside the task's context, where it binds ``task`` and ``task_id`` for the
+        task's own log events.
+        """
+        handle._started_at = now
+        TASK_VAR.set(handle.name)
+        TASK_ID_VAR.set(handle.id)
+        slow, timeout = handle.slow_threshold, handle.timeout
+        delay = slow if slow is not None and (timeout is None or slow < timeout) else timeout
+        if delay is not None:
+            self._deadlines.arm(handle, now + delay)
+
+    def _on_longest_step(self, handle: TaskHandle[Any], step: float) -> None:
+        threshold = handle.block_threshold
+        if threshold is not None and step >= threshold > handle.longest_step:
+            log.logger.warning(
+                log.TASK_BLOCKING,
+                task=handle.name,
+                task_id=handle.id,
+                blocked_ms=_ms(step),
+                total_blocked_ms=_ms(handle.blocked),
+                threshold_ms=_ms(threshold),
+                route=handle.route,
+                hint=log.BLOCKING_HINT,
+            )
+        handle.longest_step = step
 
     def _on_timer(self, handle: TaskHandle[Any]) -> None:
-        handle._timer = None
-        task, loop = handle._task, self._loop
-        if task is None or loop is None or task.done():
+        task = handle._task
+        if task is None or task.done():
             return
         slow, timeout = handle.slow_threshold, handle.timeout
         if not handle._slow_logged and slow is not None and (timeout is None or slow < timeout):
-            elapsed = loop.time() - handle._started_at
+            elapsed = perf_counter() - handle._started_at
             self._report_slow(handle, elapsed)
             if timeout is not None:
-                handle._timer = loop.call_later(
-                    max(timeout - elapsed, 0.0), handle._on_timer, context=handle._context
-                )
+                self._deadlines.arm(handle, handle._started_at + timeout)
             return
         self._cancel(handle, "timeout")
 
@@ -324,7 +357,9 @@ class Scheduler(TaskSource):
         log.logger.warning(
             log.TASK_SLOW,
             **self._fields(handle, elapsed),
-            threshold_ms=round(handle.slow_threshold * 1000, 1),
+            threshold_ms=_ms(handle.slow_threshold),
+            blocked_ms=_ms(handle.longest_step),
+            total_blocked_ms=_ms(handle.blocked),
             hint=log.SLOW_HINT,
         )
 
@@ -358,12 +393,13 @@ class Scheduler(TaskSource):
 
     def _on_done(self, handle: TaskHandle[Any], task: asyncio.Task[Any]) -> None:
         # Runs in the task's own context, so log events carry the request's contextvars.
-        if handle._timer is not None:
-            handle._timer.cancel()
-            handle._timer = None
+        if handle._deadline:
+            self._deadlines.disarm(handle)
         handle._task = None
         assert self._loop is not None
-        duration = handle.duration = self._loop.time() - handle._started_at
+        # The end of the last step, when timed: the done-callback may wait behind a burst.
+        ended = handle._last_step_end or perf_counter()
+        duration = handle._duration = ended - handle._started_at
         self._running.discard(handle)
         if (
             not handle._slow_logged
@@ -433,9 +469,9 @@ class Scheduler(TaskSource):
 
     def _fields(self, handle: TaskHandle[Any], elapsed: float | None = None) -> dict[str, Any]:
         fields: dict[str, Any] = {"task": handle.name, "task_id": handle.id}
-        duration = handle.duration if elapsed is None else elapsed
+        duration = handle._duration if elapsed is None else elapsed
         if duration is not None:
-            fields["duration_ms"] = round(duration * 1000, 1)
+            fields["duration_ms"] = _ms(duration)
         if handle._args is not None:
             fields["args"] = handle._args
         return fields
@@ -481,3 +517,7 @@ class Scheduler(TaskSource):
         if self._limiter is None:  # a task started before the scheduler bound to a loop
             self._limiter = anyio.CapacityLimiter(self.max_threads)
         return self._limiter
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)

@@ -26,7 +26,9 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 T = TypeVar("T")
 
-OPTION_NAMES: Final = ("name", "timeout", "slow_threshold", "on_complete", "on_error", "run_if")
+OPTION_NAMES: Final = (
+    "name", "timeout", "slow_threshold", "block_threshold", "on_complete", "on_error", "run_if",
+)  # fmt: skip
 _args_repr = reprlib.Repr()
 _args_repr.maxlevel, _args_repr.maxstring, _args_repr.maxother = 3, 60, 60
 
@@ -52,6 +54,7 @@ class TaskSource:
         name: str | None = None,
         timeout: float | _Unset | None = UNSET,
         slow_threshold: float | _Unset | None = UNSET,
+        block_threshold: float | _Unset | None = UNSET,
         on_complete: Callable[[T], object] | None = None,
         on_error: Callable[[BaseException], object] | None = None,
         run_if: RunIf | None = None,
@@ -71,8 +74,8 @@ class TaskSource:
 
         - ``add_task(fn, *args, **kwargs)``, as in Starlette: every argument goes to ``fn``.
           An async ``fn`` runs on the event loop; a sync one in lightwork's worker threads.
-        - ``add_task(coro, *, name=, timeout=, slow_threshold=, on_complete=, on_error=,
-          run_if=)``, with a coroutine object: the keywords are lightwork's options, so they
+        - ``add_task(coro, *, name=, timeout=, slow_threshold=, block_threshold=,
+          on_complete=, on_error=, run_if=)``, with a coroutine object: the keywords are lightwork's options, so they
           never collide with the task's own arguments.
 
         Args:
@@ -212,6 +215,7 @@ def _new_handle(
     if options is None:
         return scheduler._new_handle(
             coro, default_name, scheduler.timeout, scheduler.slow_threshold,
+            scheduler.block_threshold,
             None, None, None, context,
         )  # fmt: skip
     return scheduler._new_handle(
@@ -219,6 +223,7 @@ def _new_handle(
         options.name or default_name,
         scheduler.timeout if options.timeout is UNSET else options.timeout,
         scheduler.slow_threshold if options.slow_threshold is UNSET else options.slow_threshold,
+        scheduler.block_threshold if options.block_threshold is UNSET else options.block_threshold,
         options.on_complete,
         options.on_error,
         options.run_if,

@@ -1,0 +1,83 @@
+"""Per-task deadlines (slow-task warnings, timeouts) on one shared loop timer.
+
+One ``loop.call_later`` per task is simple, but costs more than the task itself in a
+burst (uvloop keeps a libuv timer per handle; asyncio a heap entry, left behind when
+cancelled). Here deadlines fall into buckets of ``RESOLUTION_S``, held in sets so that a
+finished task leaves at once, and a single loop timer wakes for the earliest bucket.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from time import perf_counter
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from ._handle import TaskHandle
+
+RESOLUTION_S: Final = 0.005
+"""How late a deadline may fire, at most, on an event loop that is not busy."""
+
+
+class Deadlines:
+    """The armed deadlines of one scheduler; each task has at most one at a time."""
+
+    __slots__ = ("_buckets", "_keys", "_loop", "_timer", "_timer_key")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        self._loop = loop
+        self._buckets: dict[int, set[TaskHandle[Any]]] = {}
+        self._keys: list[int] = []  # a heap of the keys in _buckets
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_key = 0
+
+    def __len__(self) -> int:
+        return sum(map(len, self._buckets.values()))
+
+    def arm(self, handle: TaskHandle[Any], at: float) -> None:
+        """Call ``handle._on_timer()`` at ``perf_counter()`` time *at*, give or take a bucket."""
+        key = math.ceil(at / RESOLUTION_S)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = set()
+            heapq.heappush(self._keys, key)
+            if self._timer is None or key < self._timer_key:
+                self._wake_at(key)
+        bucket.add(handle)
+        handle._deadline = key
+
+    def disarm(self, handle: TaskHandle[Any]) -> None:
+        """Forget *handle*'s deadline, if it has one."""
+        bucket = self._buckets.get(handle._deadline)
+        if bucket is not None:
+            bucket.discard(handle)
+        handle._deadline = 0
+
+    def close(self) -> None:
+        """Drop every deadline and the loop timer."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._buckets.clear()
+        self._keys.clear()
+
+    def _wake_at(self, key: int) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_key = key
+        delay = max(key * RESOLUTION_S - perf_counter(), 0.0)
+        assert self._loop is not None, "a scheduler arms deadlines only once bound to a loop"
+        self._timer = self._loop.call_later(delay, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        due = math.floor(perf_counter() / RESOLUTION_S) + 1  # the loop's clock may run early
+        while self._keys and self._keys[0] <= due:
+            for handle in self._buckets.pop(heapq.heappop(self._keys)):
+                handle._deadline = 0
+                handle._context.run(handle._on_timer)
+        if self._keys and self._timer is None:
+            self._wake_at(self._keys[0])

@@ -1,0 +1,93 @@
+"""Loop-block detection: time every step a task takes on the event loop.
+
+A task that awaits a slow API is slow but harmless; one that computes inside a coroutine
+holds the event loop, and every other request waits. Timing each ``send``/``throw`` into
+the task's coroutine tells the two apart. ``TimedCoroutine`` does it without a wrapper
+coroutine frame: asyncio drives it like any coroutine, through the same three methods.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable, Coroutine, Generator
+from time import perf_counter
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from ._handle import TaskHandle
+
+T = TypeVar("T")
+
+stepping: TaskHandle[Any] | None = None
+"""The task whose step runs on the event loop right now, read by the loop watchdog."""
+
+gc_seconds = 0.0
+"""Seconds spent in garbage collection so far, once ``count_gc_time()`` has run."""
+_gc_started = 0.0
+
+
+def _on_gc(phase: str, info: dict[str, int]) -> None:
+    global gc_seconds, _gc_started  # noqa: PLW0603
+    if phase == "start":
+        _gc_started = perf_counter()
+    else:
+        gc_seconds += perf_counter() - _gc_started
+
+
+def count_gc_time() -> None:
+    """Keep ``gc_seconds`` up to date, so a collection is never blamed on the task it paused.
+
+    Under load a full collection can pause the loop for tens of milliseconds in the middle
+    of any task's step; that pause is the collector's, not the task's.
+    """
+    if _on_gc not in gc.callbacks:
+        gc.callbacks.append(_on_gc)
+
+
+class TimedCoroutine(Coroutine[Any, Any, T]):
+    """Drive a task's coroutine, adding each step's duration to its handle."""
+
+    __slots__ = ("_coro", "_handle")
+
+    def __init__(self, coro: Coroutine[Any, Any, T], handle: TaskHandle[T]) -> None:
+        self._coro = coro
+        self._handle = handle
+
+    def send(self, value: Any) -> Any:
+        return self._step(self._coro.send, value)
+
+    def throw(
+        self,
+        typ: type[BaseException] | BaseException,
+        val: BaseException | object = None,
+        tb: TracebackType | None = None,
+    ) -> Any:
+        if val is None and tb is None:
+            return self._step(self._coro.throw, typ)
+        return self._step(lambda exc: self._coro.throw(exc, val, tb), typ)
+
+    def _step(self, advance: Callable[[Any], Any], value: Any) -> Any:
+        global stepping  # noqa: PLW0603 -- one slot, written only on the loop thread
+        handle = self._handle
+        gc_before = gc_seconds
+        start = perf_counter()
+        if not handle._started_at:
+            handle._scheduler._on_first_step(handle, start)
+        stepping = handle
+        try:
+            return advance(value)
+        finally:
+            stepping = None
+            handle._last_step_end = end = perf_counter()
+            step = end - start - (gc_seconds - gc_before)
+            handle.blocked += step
+            if step > handle.longest_step:
+                handle._scheduler._on_longest_step(handle, step)
+
+    def close(self) -> None:
+        self._coro.close()
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return self._coro.__await__()
