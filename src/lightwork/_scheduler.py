@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import itertools
+import math
 from contextvars import Context
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeVar
@@ -31,6 +32,7 @@ from ._monitor import TimedCoroutine, count_gc_time
 from ._offloader import offloader_for
 from ._options import check_duration
 from ._source import TaskSource
+from ._stats import TaskStats
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -54,6 +56,7 @@ class TaskObserver(Protocol):
     """Told of every task any scheduler accepts and ends; used by :mod:`lightwork.testing`."""
 
     def task_added(self, handle: TaskHandle[Any], /) -> None: ...
+    def task_started(self, handle: TaskHandle[Any], /) -> None: ...
     def task_ended(self, handle: TaskHandle[Any], /) -> None: ...
 
 
@@ -119,14 +122,11 @@ class Scheduler(TaskSource):
         self._debug = False
         self._running: set[TaskHandle[Any]] = set()
         self._callbacks: set[asyncio.Task[None]] = set()
-        self._added = 0
-        self._counts: dict[TaskState, int] = dict.fromkeys(_TERMINAL, 0)
+        self._stats = TaskStats()
 
     def __repr__(self) -> str:
-        counts = " ".join(f"{state.value}={n}" for state, n in self._counts.items())
-        return (
-            f"<Scheduler {self._phase} added={self._added} running={len(self._running)} {counts}>"
-        )
+        counts = " ".join(f"{key}={n}" for key, n in self.counts().items())
+        return f"<Scheduler {self._phase} {counts}>"
 
     @property
     def _scheduler(self) -> Scheduler:
@@ -139,9 +139,34 @@ class Scheduler(TaskSource):
 
     def counts(self) -> dict[str, int]:
         """Return how many tasks were added, are running, and ended in each terminal state."""
-        totals = {"added": self._added, "running": len(self._running)}
-        totals.update((state.value, n) for state, n in self._counts.items())
-        return totals
+        totals = self._stats.snapshot()["totals"]
+        counts = {"added": totals["scheduled"], "running": len(self._running)}
+        counts.update((state.value, totals[state.value]) for state in _TERMINAL)
+        return counts
+
+    def running_tasks(self) -> list[TaskHandle[Any]]:
+        """Return the tasks running now, longest-running first."""
+        return sorted(self._running, key=lambda h: h._started_at or math.inf)
+
+    def stats(self) -> dict[str, Any]:
+        """Return counters and histograms, in all and per task name, and the running tasks.
+
+        JSON-ready; what ``lightwork.prometheus`` exports and ``lightwork.status`` shows.
+        Durations are in seconds; ``blocked_s`` is time a task's steps held the event loop.
+        """
+        snapshot = self._stats.snapshot()
+        snapshot["running"] = [
+            {
+                "id": h.id,
+                "name": h.name,
+                "state": h.state.value,
+                "duration_s": h.duration,
+                "blocked_s": h.blocked,
+                "route": h.route,
+            }
+            for h in self.running_tasks()
+        ]
+        return snapshot
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -245,7 +270,7 @@ class Scheduler(TaskSource):
             self, next(_task_ids), name, coro, context,
             timeout, slow_threshold, block_threshold, on_complete, on_error, run_if,
         )  # fmt: skip
-        self._added += 1
+        self._stats.added(name)
         if observers:
             for observer in observers:
                 observer.task_added(handle)
@@ -318,6 +343,10 @@ class Scheduler(TaskSource):
         handle._started_at = now
         TASK_VAR.set(handle.name)
         TASK_ID_VAR.set(handle.id)
+        self._stats.started(handle.name)
+        if observers:
+            for observer in observers:
+                observer.task_started(handle)
         slow, timeout = handle.slow_threshold, handle.timeout
         delay = slow if slow is not None and (timeout is None or slow < timeout) else timeout
         if delay is not None:
@@ -326,6 +355,7 @@ class Scheduler(TaskSource):
     def _on_longest_step(self, handle: TaskHandle[Any], step: float) -> None:
         threshold = handle.block_threshold
         if threshold is not None and step >= threshold > handle.longest_step:
+            self._stats.warned(handle.name, log.TASK_BLOCKING)
             log.logger.warning(
                 log.TASK_BLOCKING,
                 task=handle.name,
@@ -354,6 +384,7 @@ class Scheduler(TaskSource):
     def _report_slow(self, handle: TaskHandle[Any], elapsed: float) -> None:
         handle._slow_logged = True
         assert handle.slow_threshold is not None
+        self._stats.warned(handle.name, log.TASK_SLOW)
         log.logger.warning(
             log.TASK_SLOW,
             **self._fields(handle, elapsed),
@@ -435,7 +466,9 @@ class Scheduler(TaskSource):
     ) -> None:
         handle.state = state
         handle._outcome = outcome
-        self._counts[state] += 1
+        self._stats.ended(
+            handle.name, state, handle._duration, handle.blocked, started=bool(handle._started_at)
+        )
         if state is TaskState.COMPLETED:
             if self._debug:
                 log.logger.debug(log.TASK_COMPLETED, **self._fields(handle))

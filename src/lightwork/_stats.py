@@ -13,9 +13,7 @@ from bisect import bisect_left
 from typing import Any, Final
 
 from ._handle import TaskState
-from ._logging import TASK_SLOW
-
-TASK_BLOCKING: Final = "background_task_blocking"  # lightwork._logging.TASK_BLOCKING
+from ._logging import TASK_BLOCKING, TASK_SLOW
 
 DURATION_BUCKETS_S: Final = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,

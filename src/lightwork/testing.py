@@ -61,6 +61,9 @@ class TaskRecorder:
             self.tasks.append(handle)
             self._unfinished += 1
 
+    def task_started(self, handle: TaskHandle[Any], /) -> None:
+        """Note that a task began running (called by the scheduler)."""
+
     def task_ended(self, handle: TaskHandle[Any], /) -> None:
         """Note a task's end (called by the scheduler)."""
         with self._changed:
