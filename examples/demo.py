@@ -55,6 +55,7 @@ def since_start(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
 # their own lines to show when they finish.
 structlog.configure(
     processors=[
+        structlog.contextvars.merge_contextvars,  # inside a task: its name and id
         structlog.processors.add_log_level,
         since_start,
         structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty()),
