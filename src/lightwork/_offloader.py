@@ -1,9 +1,8 @@
-"""The ``Offloader``: checks jobs at the call site, hands them to a backend, keeps what fails.
+"""The ``Offloader``: the bridge's public face, and the checks made at the ``offload()`` call.
 
 ``offload()`` validates and encodes at once (so errors point at the caller), then adds one
-ordinary background task that calls the backend: the request never waits for the engine.
-When the engine is unreachable or slow, the job goes to the outbox and rounds of delivery,
-with backoff, run until it takes it.
+ordinary background task, the courier's ``deliver()``, that hands the job to the backend:
+the request never waits for the engine. The offloader also answers what a ``JobRef`` asks.
 """
 
 from __future__ import annotations
@@ -13,17 +12,12 @@ import enum
 import os
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Final
 
 from . import _offload_log as events
-from ._backend import JobSnapshot, JobStatus, OffloadBackend, Submission
-from ._exceptions import (
-    BackendError,
-    BackendTimeoutError,
-    BackendUnavailableError,
-    OffloadError,
-    UnsupportedCapabilityError,
-)
+from ._backend import JobSnapshot, JobStatus, OffloadBackend
+from ._courier import Courier
+from ._exceptions import UnsupportedCapabilityError
 from ._handle import TaskState
 from ._job import Job, JobRef
 from ._logging import logger
@@ -33,17 +27,14 @@ from ._payload import DEFAULT_MAX_PAYLOAD_BYTES, check_options, encode_arguments
 from ._registry import lookup
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Mapping
+    from collections.abc import Callable, Mapping
 
     from ._backend import Capabilities, JSONValue
+    from ._courier import Delivery
     from ._handle import TaskHandle
     from ._outbox import DeadLetter
     from ._source import TaskSource
 
-T = TypeVar("T")
-
-_Delivery = Literal["enqueued", "deferred", "failed"]
-_TRANSIENT: Final = (BackendUnavailableError, BackendTimeoutError)
 _JOB_OPTIONS: Final = frozenset({"job_id", "delay", "priority", "options"})
 _MAX_JOB_ID_LENGTH: Final = 200
 
@@ -119,20 +110,10 @@ class Offloader:
         self.max_payload_bytes = max_payload_bytes
         self.call_timeout = call_timeout
         self._destination = backend.destination
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._closed = False
-        self._round_timer: asyncio.TimerHandle | None = None
-        self._round_due = float("inf")
-        self._round_task: asyncio.Task[None] | None = None
-        self._round_again = False
-        self._replay_pending = True
-        self._outbox_has_jobs = False
-        self._down_until = 0.0
-        self._down_reason = ""
-        self._counts = {"enqueued": 0, "deferred": 0, "failed": 0}
+        self._courier = Courier(backend, outbox, call_timeout)
 
     def __repr__(self) -> str:
-        counts = " ".join(f"{k}={v}" for k, v in self._counts.items())
+        counts = " ".join(f"{k}={v}" for k, v in self._courier.counts.items())
         return f"<Offloader {self.backend!r} outbox={self.outbox!r} {counts}>"
 
     @property
@@ -142,7 +123,7 @@ class Offloader:
 
     def counts(self) -> dict[str, int]:
         """Return how many hand-offs were enqueued, deferred to the outbox, and failed."""
-        return dict(self._counts)
+        return dict(self._courier.counts)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -152,7 +133,7 @@ class Offloader:
         Done on first use if not called; call it at startup (``async with offloader``) so
         that the outbox is replayed before the first request.
         """
-        self._ensure_started(reopen=True)
+        self._courier.bind(reopen=True)
 
     async def aclose(self) -> None:
         """Stop the delivery rounds, then close the backend and the outbox.
@@ -160,16 +141,8 @@ class Offloader:
         Jobs still waiting stay in the outbox for the next start. Call it after the
         scheduler has drained (the app's lifespan does both in that order).
         """
-        if self._closed or self._loop is None:
-            self._closed = True
+        if not await self._courier.stop():
             return
-        self._closed = True
-        if self._round_timer is not None:
-            self._round_timer.cancel()
-            self._round_timer = None
-        if self._round_task is not None:
-            self._round_task.cancel()
-            await asyncio.gather(self._round_task, return_exceptions=True)
         try:  # not under call_timeout: a backend bounds its own close (a drain deadline)
             await self.backend.aclose()
         except Exception as exc:  # noqa: BLE001 -- closing goes on; the error is reported
@@ -183,21 +156,6 @@ class Offloader:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
-
-    def _ensure_started(self, *, reopen: bool = False) -> None:
-        """Bind to the running loop; a closed offloader reopens on a new loop or when asked."""
-        loop, bound = asyncio.get_running_loop(), self._loop
-        if bound is loop and not (self._closed and reopen):
-            return
-        if bound is not None and bound is not loop and not bound.is_closed() and not self._closed:
-            raise RuntimeError(
-                "this Offloader is bound to another running event loop; use one per loop"
-            )
-        self._loop, self._closed = loop, False
-        self._round_timer, self._round_task, self._round_due = None, None, float("inf")
-        if self.outbox is not None:
-            self._replay_pending = True
-            self._schedule_round(time.time())
 
     # -- offload() ----------------------------------------------------------------------------
 
@@ -227,7 +185,10 @@ class Offloader:
         # No binding here: offload() may be called from a sync endpoint's thread; the
         # hand-off task binds the offloader to the scheduler's loop when it runs.
         delivery = source.add_task(
-            self._deliver(job), name=f"offload {job.name}", timeout=None, slow_threshold=None
+            self._courier.deliver(job),
+            name=f"offload {job.name}",
+            timeout=None,  # each call in it has the call timeout
+            slow_threshold=None,  # waiting on a slow engine is no misuse of the loop
         )
         return JobRef(self, job.name, job.job_id, delivery)
 
@@ -286,167 +247,6 @@ class Offloader:
 
     # -- handing over -------------------------------------------------------------------------
 
-    async def _deliver(self, job: PendingJob) -> _Delivery:
-        """The background task behind each ``offload()``: it never raises but to be cancelled."""
-        try:
-            self._ensure_started()
-            assert self._loop is not None
-            if self._closed:
-                return self._keep_after_close(job)
-            if self.outbox is not None and self._loop.time() < self._down_until:
-                return await self._defer(job, self._down_reason)
-            try:
-                await self._submit(job)
-            except _TRANSIENT as exc:
-                self._mark_down(exc)
-                if self.outbox is None:
-                    self._log_failed(job, exc, attempts=1, hint="configure an Outbox to keep it")
-                    return "failed"
-                return await self._defer(job, str(exc))
-            except OffloadError as exc:  # refused for good: retrying would not help
-                self._log_failed(job, exc, attempts=1)
-                if self.outbox is not None:
-                    await self.outbox.give_up(self._destination, job, str(exc))
-                return "failed"
-            self._log_enqueued(job, attempts=1)
-            if self._outbox_has_jobs:  # the engine is back: deliver what waits, now
-                self._schedule_round(time.time())
-            return "enqueued"
-        except asyncio.CancelledError:
-            if self.outbox is not None:  # cancelled at shutdown: keep the job for the next run
-                self.outbox.put_blocking(self._destination, job, "cancelled at shutdown")
-                self._log_deferred(job, "cancelled at shutdown", None)
-            raise
-
-    def _keep_after_close(self, job: PendingJob) -> _Delivery:
-        reason = "offloaded after the offloader closed"
-        if self.outbox is None:
-            self._log_failed(job, reason, attempts=0)
-            return "failed"
-        self.outbox.put_blocking(self._destination, job, reason)
-        self._log_deferred(job, reason, None)
-        return "deferred"
-
-    async def _defer(self, job: PendingJob, reason: str) -> _Delivery:
-        assert self.outbox is not None
-        try:
-            retry_at = await self.outbox.put(self._destination, job, reason)
-        except Exception as exc:  # noqa: BLE001 -- the outbox failed: the job's fate is logged
-            self._log_failed(job, f"{reason}; and the outbox could not keep it: {exc!r}", 1)
-            return "failed"
-        self._outbox_has_jobs = True
-        self._log_deferred(job, reason, retry_at)
-        if not self._closed:
-            self._schedule_round(retry_at)
-        return "deferred"
-
-    async def _submit(self, job: PendingJob) -> None:
-        delay = None if job.run_at is None else max(job.run_at - time.time(), 0.0)
-        submission = Submission.from_payload(
-            job.name, job.job_id, job.payload,
-            delay=delay, priority=job.priority, options=job.options,
-        )  # fmt: skip
-        await self._call(f"take job {job.name!r}", self.backend.submit(submission))
-
-    async def _call(self, what: str, call: Awaitable[T]) -> T:
-        """Await one backend call under ``call_timeout``, translating what escapes the adapter."""
-        try:
-            async with asyncio.timeout(self.call_timeout):
-                return await call
-        except OffloadError:
-            raise
-        except TimeoutError as exc:
-            raise BackendTimeoutError(
-                f"{self.backend!r} did not {what} within {self.call_timeout}s"
-            ) from exc
-        except Exception as exc:
-            raise BackendError(f"{self.backend!r} failed to {what}: {exc!r}") from exc
-
-    def _mark_down(self, exc: BaseException) -> None:
-        # For a moment, new jobs go straight to the outbox instead of each waiting on a dead
-        # engine; the next job after that probes it again.
-        if self.outbox is not None and self._loop is not None:
-            self._down_until = self._loop.time() + self.outbox.backoff
-            self._down_reason = f"{exc} (the engine failed moments ago)"
-
-    # -- delivery rounds ----------------------------------------------------------------------
-
-    def _schedule_round(self, at: float) -> None:
-        """Make sure a delivery round starts by *at* (epoch seconds)."""
-        loop = self._loop
-        if loop is None or self._closed:
-            return
-        if self._round_task is not None:
-            self._round_again = True  # the running round reschedules when it ends
-            return
-        if at >= self._round_due:
-            return
-        if self._round_timer is not None:
-            self._round_timer.cancel()
-        self._round_due = at
-        self._round_timer = loop.call_later(max(at - time.time(), 0.0), self._start_round)
-
-    def _start_round(self) -> None:
-        assert self._loop is not None
-        self._round_timer, self._round_due = None, float("inf")
-        self._round_task = self._loop.create_task(self._round(), name="lightwork outbox round")
-
-    async def _round(self) -> None:
-        outbox = self.outbox
-        assert outbox is not None
-        destination = self._destination
-        next_due: float | None = None
-        try:
-            if self._replay_pending:
-                self._replay_pending = False
-                if waiting := await outbox.replay(destination):
-                    self._outbox_has_jobs = True
-                    logger.info(events.OUTBOX_REPLAYED, backend=destination, jobs=waiting)
-            lease_s = 2 * self.call_timeout + 1.0
-            while (job := await outbox.claim(destination, lease_s)) is not None:
-                try:
-                    await self._submit(job)
-                except _TRANSIENT as exc:
-                    self._mark_down(exc)
-                    await self._postpone(str(exc), job)
-                    break
-                except OffloadError as exc:
-                    self._log_failed(job, exc, attempts=job.attempts + 1)
-                    await outbox.give_up(destination, job, str(exc))
-                    continue
-                await outbox.delivered(destination, job.job_id)
-                self._log_enqueued(job, attempts=job.attempts + 1)
-            next_due = await outbox.next_due(destination)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 -- the outbox itself failed: report, retry later
-            logger.error(events.OUTBOX_RETRY_FAILED, backend=destination, exc_info=exc)
-            next_due = time.time() + outbox.retry_delay(1)
-        finally:
-            self._round_task = None
-        self._outbox_has_jobs = next_due is not None
-        if next_due is not None:
-            self._schedule_round(next_due)
-        if self._round_again:  # jobs were deferred during the round: look again
-            self._round_again = False
-            self._schedule_round(time.time())
-
-    async def _postpone(self, reason: str, claimed: PendingJob) -> None:
-        assert self.outbox is not None
-        postponed, given_up = await self.outbox.postpone_due(
-            self._destination, reason, claimed.job_id
-        )
-        if postponed:
-            logger.warning(
-                events.OUTBOX_RETRY_FAILED,
-                backend=self._destination,
-                jobs=len(postponed),
-                attempts=max(job.attempts for job in postponed) + 1,
-                reason=reason,
-            )
-        for job in given_up:
-            self._log_failed(job, reason, attempts=job.attempts + 1)
-
     # -- the dead-letter table ----------------------------------------------------------------
 
     async def dead_letters(self) -> list[DeadLetter]:
@@ -466,15 +266,15 @@ class Offloader:
         moved = await self.outbox.requeue(self._destination, job_ids)
         if moved:
             logger.info(events.DEAD_LETTERS_REQUEUED, backend=self._destination, jobs=moved)
-            self._ensure_started()
-            self._outbox_has_jobs = True
-            self._schedule_round(time.time())
+            self._courier.bind()
+            self._courier.outbox_has_jobs = True
+            self._courier.schedule_round(time.time())
         return moved
 
     # -- what JobRef asks ---------------------------------------------------------------------
 
     async def _snapshot(self, job_id: str, delivery: TaskHandle[Any] | None) -> JobSnapshot:
-        handed: _Delivery | None = None
+        handed: Delivery | None = None
         if delivery is not None:
             if not delivery.done():
                 return JobSnapshot(JobStatus.SUBMITTING)
@@ -494,7 +294,7 @@ class Offloader:
             return JobSnapshot(JobStatus.CANCELLED)
         if not self.backend.capabilities.status:
             raise self.backend.unsupported("tell a job's status")
-        return await self._call("tell a job's status", self.backend.inspect(job_id))
+        return await self._courier.call("tell a job's status", self.backend.inspect(job_id))
 
     async def _cancel(self, job_id: str, delivery: TaskHandle[Any] | None) -> bool:
         if delivery is not None and delivery.state is TaskState.PENDING:
@@ -507,37 +307,7 @@ class Offloader:
             return False
         if not self.backend.capabilities.cancel:
             raise self.backend.unsupported("cancel jobs")
-        return await self._call("cancel a job", self.backend.cancel(job_id))
-
-    # -- logging ------------------------------------------------------------------------------
-
-    def _log_enqueued(self, job: PendingJob, attempts: int) -> None:
-        self._counts["enqueued"] += 1
-        logger.info(
-            events.OFFLOAD_ENQUEUED,
-            job=job.name, job_id=job.job_id, backend=self._destination, attempts=attempts,
-        )  # fmt: skip
-
-    def _log_deferred(self, job: PendingJob, reason: str, retry_at: float | None) -> None:
-        self._counts["deferred"] += 1
-        fields: dict[str, Any] = {"job": job.name, "job_id": job.job_id, "reason": reason}
-        if retry_at is not None:
-            fields["retry_in_s"] = round(max(retry_at - time.time(), 0.0), 3)
-        logger.warning(events.OFFLOAD_DEFERRED, backend=self._destination, **fields)
-
-    def _log_failed(
-        self, job: PendingJob, exc: BaseException | str, attempts: int, hint: str | None = None
-    ) -> None:
-        self._counts["failed"] += 1
-        fields: dict[str, Any] = {"reason": str(exc), "attempts": attempts}
-        if self.outbox is not None:
-            fields["dead_letter"] = True
-        if hint is not None:
-            fields["hint"] = hint
-        logger.error(
-            events.OFFLOAD_FAILED,
-            job=job.name, job_id=job.job_id, backend=self._destination, **fields,
-        )  # fmt: skip
+        return await self._courier.call("cancel a job", self.backend.cancel(job_id))
 
 
 def offloader_for(value: Offloader | OffloadBackend | None) -> Offloader:

@@ -1,0 +1,276 @@
+"""The courier: hands each job to the backend, and keeps in the outbox what the engine won't take.
+
+One ``deliver()`` runs as the background task behind each ``offload()``. When the engine is
+unreachable or too slow, the job goes to the outbox, and rounds of delivery, with backoff
+and jitter, run until the engine takes it; a round also replays, at start, what an earlier
+run left behind. Each job's fate is logged once it is settled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
+
+from . import _offload_log as events
+from ._backend import Submission
+from ._exceptions import BackendError, BackendTimeoutError, BackendUnavailableError, OffloadError
+from ._logging import logger
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
+    from ._backend import OffloadBackend
+    from ._outbox import Outbox, PendingJob
+
+T = TypeVar("T")
+
+Delivery = Literal["enqueued", "deferred", "failed"]
+"""How a hand-off ended: the result of the ``deliver()`` task."""
+_TRANSIENT: Final = (BackendUnavailableError, BackendTimeoutError)
+
+
+class Courier:
+    """Delivers an offloader's jobs to its backend, through the outbox when it must."""
+
+    def __init__(self, backend: OffloadBackend, outbox: Outbox | None, call_timeout: float) -> None:
+        self.backend = backend
+        self.outbox = outbox
+        self.call_timeout = call_timeout
+        self.destination = backend.destination
+        self.closed = False
+        self.outbox_has_jobs = False
+        self.counts = {"enqueued": 0, "deferred": 0, "failed": 0}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._round_timer: asyncio.TimerHandle | None = None
+        self._round_due = float("inf")
+        self._round_task: asyncio.Task[None] | None = None
+        self._round_again = False
+        self._replay_pending = True
+        self._down_until = 0.0
+        self._down_reason = ""
+
+    def bind(self, *, reopen: bool = False) -> None:
+        """Bind to the running loop; a closed courier reopens on a new loop or when asked.
+
+        Binding schedules a first round, which replays what the outbox holds.
+        """
+        loop, bound = asyncio.get_running_loop(), self._loop
+        if bound is loop and not (self.closed and reopen):
+            return
+        if bound is not None and bound is not loop and not bound.is_closed() and not self.closed:
+            raise RuntimeError(
+                "this Offloader is bound to another running event loop; use one per loop"
+            )
+        self._loop, self.closed = loop, False
+        self._round_timer, self._round_task, self._round_due = None, None, float("inf")
+        if self.outbox is not None:
+            self._replay_pending = True
+            self.schedule_round(time.time())
+
+    async def stop(self) -> bool:
+        """Stop the rounds; return ``False`` if the courier never started or had stopped."""
+        if self.closed or self._loop is None:
+            self.closed = True
+            return False
+        self.closed = True
+        if self._round_timer is not None:
+            self._round_timer.cancel()
+            self._round_timer = None
+        if self._round_task is not None:
+            self._round_task.cancel()
+            await asyncio.gather(self._round_task, return_exceptions=True)
+        return True
+
+    # -- handing over -------------------------------------------------------------------------
+
+    async def deliver(self, job: PendingJob) -> Delivery:
+        """The background task behind each ``offload()``: it never raises but to be cancelled."""
+        try:
+            self.bind()
+            assert self._loop is not None
+            if self.closed:
+                return self._keep_after_close(job)
+            if self.outbox is not None and self._loop.time() < self._down_until:
+                return await self._defer(job, self._down_reason)
+            try:
+                await self._submit(job)
+            except _TRANSIENT as exc:
+                self._mark_down(exc)
+                if self.outbox is None:
+                    self._log_failed(job, exc, attempts=1, hint="configure an Outbox to keep it")
+                    return "failed"
+                return await self._defer(job, str(exc))
+            except OffloadError as exc:  # refused for good: retrying would not help
+                self._log_failed(job, exc, attempts=1)
+                if self.outbox is not None:
+                    await self.outbox.give_up(self.destination, job, str(exc))
+                return "failed"
+            self._log_enqueued(job, attempts=1)
+            if self.outbox_has_jobs:  # the engine is back: deliver what waits, now
+                self.schedule_round(time.time())
+            return "enqueued"
+        except asyncio.CancelledError:
+            if self.outbox is not None:  # cancelled at shutdown: keep the job for the next run
+                self.outbox.put_blocking(self.destination, job, "cancelled at shutdown")
+                self._log_deferred(job, "cancelled at shutdown", None)
+            raise
+
+    def _keep_after_close(self, job: PendingJob) -> Delivery:
+        reason = "offloaded after the offloader closed"
+        if self.outbox is None:
+            self._log_failed(job, reason, attempts=0)
+            return "failed"
+        self.outbox.put_blocking(self.destination, job, reason)
+        self._log_deferred(job, reason, None)
+        return "deferred"
+
+    async def _defer(self, job: PendingJob, reason: str) -> Delivery:
+        assert self.outbox is not None
+        try:
+            retry_at = await self.outbox.put(self.destination, job, reason)
+        except Exception as exc:  # noqa: BLE001 -- the outbox failed: the job's fate is logged
+            self._log_failed(job, f"{reason}; and the outbox could not keep it: {exc!r}", 1)
+            return "failed"
+        self.outbox_has_jobs = True
+        self._log_deferred(job, reason, retry_at)
+        if not self.closed:
+            self.schedule_round(retry_at)
+        return "deferred"
+
+    async def _submit(self, job: PendingJob) -> None:
+        delay = None if job.run_at is None else max(job.run_at - time.time(), 0.0)
+        submission = Submission.from_payload(
+            job.name, job.job_id, job.payload,
+            delay=delay, priority=job.priority, options=job.options,
+        )  # fmt: skip
+        await self.call(f"take job {job.name!r}", self.backend.submit(submission))
+
+    async def call(self, what: str, call: Awaitable[T]) -> T:
+        """Await one backend call under ``call_timeout``, translating what escapes the adapter."""
+        try:
+            async with asyncio.timeout(self.call_timeout):
+                return await call
+        except OffloadError:
+            raise
+        except TimeoutError as exc:
+            raise BackendTimeoutError(
+                f"{self.backend!r} did not {what} within {self.call_timeout}s"
+            ) from exc
+        except Exception as exc:
+            raise BackendError(f"{self.backend!r} failed to {what}: {exc!r}") from exc
+
+    def _mark_down(self, exc: BaseException) -> None:
+        # For a moment, new jobs go straight to the outbox instead of each waiting on a dead
+        # engine; the next job after that probes it again.
+        if self.outbox is not None and self._loop is not None:
+            self._down_until = self._loop.time() + self.outbox.backoff
+            self._down_reason = f"{exc} (the engine failed moments ago)"
+
+    # -- delivery rounds ----------------------------------------------------------------------
+
+    def schedule_round(self, at: float) -> None:
+        """Make sure a delivery round starts by *at* (epoch seconds)."""
+        loop = self._loop
+        if loop is None or self.closed:
+            return
+        if self._round_task is not None:
+            self._round_again = True  # the running round reschedules when it ends
+            return
+        if at >= self._round_due:
+            return
+        if self._round_timer is not None:
+            self._round_timer.cancel()
+        self._round_due = at
+        self._round_timer = loop.call_later(max(at - time.time(), 0.0), self._start_round)
+
+    def _start_round(self) -> None:
+        assert self._loop is not None
+        self._round_timer, self._round_due = None, float("inf")
+        self._round_task = self._loop.create_task(self._round(), name="lightwork outbox round")
+
+    async def _round(self) -> None:
+        outbox = self.outbox
+        assert outbox is not None
+        destination = self.destination
+        next_due: float | None = None
+        try:
+            if self._replay_pending:
+                self._replay_pending = False
+                if waiting := await outbox.replay(destination):
+                    self.outbox_has_jobs = True
+                    logger.info(events.OUTBOX_REPLAYED, backend=destination, jobs=waiting)
+            lease_s = 2 * self.call_timeout + 1.0
+            while (job := await outbox.claim(destination, lease_s)) is not None:
+                try:
+                    await self._submit(job)
+                except _TRANSIENT as exc:
+                    self._mark_down(exc)
+                    await self._postpone(str(exc), job)
+                    break
+                except OffloadError as exc:
+                    self._log_failed(job, exc, attempts=job.attempts + 1)
+                    await outbox.give_up(destination, job, str(exc))
+                    continue
+                await outbox.delivered(destination, job.job_id)
+                self._log_enqueued(job, attempts=job.attempts + 1)
+            next_due = await outbox.next_due(destination)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- the outbox itself failed: report, retry later
+            logger.error(events.OUTBOX_RETRY_FAILED, backend=destination, exc_info=exc)
+            next_due = time.time() + outbox.retry_delay(1)
+        finally:
+            self._round_task = None
+        self.outbox_has_jobs = next_due is not None
+        if next_due is not None:
+            self.schedule_round(next_due)
+        if self._round_again:  # jobs were deferred during the round: look again
+            self._round_again = False
+            self.schedule_round(time.time())
+
+    async def _postpone(self, reason: str, claimed: PendingJob) -> None:
+        assert self.outbox is not None
+        postponed, given_up = await self.outbox.postpone_due(
+            self.destination, reason, claimed.job_id
+        )
+        if postponed:
+            logger.warning(
+                events.OUTBOX_RETRY_FAILED,
+                backend=self.destination,
+                jobs=len(postponed),
+                attempts=max(job.attempts for job in postponed) + 1,
+                reason=reason,
+            )
+        for job in given_up:
+            self._log_failed(job, reason, attempts=job.attempts + 1)
+
+    # -- logging ------------------------------------------------------------------------------
+
+    def _log_enqueued(self, job: PendingJob, attempts: int) -> None:
+        self.counts["enqueued"] += 1
+        logger.info(
+            events.OFFLOAD_ENQUEUED,
+            job=job.name, job_id=job.job_id, backend=self.destination, attempts=attempts,
+        )  # fmt: skip
+
+    def _log_deferred(self, job: PendingJob, reason: str, retry_at: float | None) -> None:
+        self.counts["deferred"] += 1
+        fields: dict[str, Any] = {"job": job.name, "job_id": job.job_id, "reason": reason}
+        if retry_at is not None:
+            fields["retry_in_s"] = round(max(retry_at - time.time(), 0.0), 3)
+        logger.warning(events.OFFLOAD_DEFERRED, backend=self.destination, **fields)
+
+    def _log_failed(
+        self, job: PendingJob, exc: BaseException | str, attempts: int, hint: str | None = None
+    ) -> None:
+        self.counts["failed"] += 1
+        fields: dict[str, Any] = {"reason": str(exc), "attempts": attempts}
+        if self.outbox is not None:
+            fields["dead_letter"] = True
+        if hint is not None:
+            fields["hint"] = hint
+        logger.error(
+            events.OFFLOAD_FAILED,
+            job=job.name, job_id=job.job_id, backend=self.destination, **fields,
+        )  # fmt: skip
