@@ -74,7 +74,7 @@ class Deadlines:
 
     def _fire(self) -> None:
         self._timer = None
-        due = math.floor(perf_counter() / RESOLUTION_S) + 1  # the loop's clock may run early
+        due = math.floor(perf_counter() / RESOLUTION_S)
         while self._keys and self._keys[0] <= due:
             for handle in self._buckets.pop(heapq.heappop(self._keys)):
                 handle._deadline = 0

@@ -53,7 +53,11 @@ _EMPTY_CONTEXT: Final = Context()  # replaces an ended task's context, so it can
 
 
 class TaskObserver(Protocol):
-    """Told of every task any scheduler accepts and ends; used by :mod:`lightwork.testing`."""
+    """Told of every task any scheduler accepts, starts and ends (testing, tracing).
+
+    ``task_started`` runs inside the task's own context, on its first step;
+    ``task_ended`` after the task's callback, async ones included, has run.
+    """
 
     def task_added(self, handle: TaskHandle[Any], /) -> None: ...
     def task_started(self, handle: TaskHandle[Any], /) -> None: ...
@@ -372,14 +376,19 @@ class Scheduler(TaskSource):
         task = handle._task
         if task is None or task.done():
             return
-        slow, timeout = handle.slow_threshold, handle.timeout
+        started, slow, timeout = handle._started_at, handle.slow_threshold, handle.timeout
+        elapsed = perf_counter() - started
         if not handle._slow_logged and slow is not None and (timeout is None or slow < timeout):
-            elapsed = perf_counter() - handle._started_at
+            if elapsed < slow:  # a loop timer may fire a little early
+                self._deadlines.arm(handle, started + slow)
+                return
             self._report_slow(handle, elapsed)
             if timeout is not None:
-                self._deadlines.arm(handle, handle._started_at + timeout)
-            return
-        self._cancel(handle, "timeout")
+                self._deadlines.arm(handle, started + timeout)
+        elif timeout is not None and elapsed < timeout:
+            self._deadlines.arm(handle, started + timeout)
+        else:
+            self._cancel(handle, "timeout")
 
     def _report_slow(self, handle: TaskHandle[Any], elapsed: float) -> None:
         handle._slow_logged = True
@@ -466,9 +475,6 @@ class Scheduler(TaskSource):
     ) -> None:
         handle.state = state
         handle._outcome = outcome
-        self._stats.ended(
-            handle.name, state, handle._duration, handle.blocked, started=bool(handle._started_at)
-        )
         if state is TaskState.COMPLETED:
             if self._debug:
                 log.logger.debug(log.TASK_COMPLETED, **self._fields(handle))
@@ -476,16 +482,20 @@ class Scheduler(TaskSource):
         else:
             self._log_unfinished(handle, state, outcome, reason)
             callback = handle._on_error
-        if callback is not None:
-            self._call_back(handle, callback, outcome)
+        awaiting = None if callback is None else self._call_back(handle, callback, outcome)
+        self._stats.ended(
+            handle.name, state, handle._duration, handle.blocked, started=bool(handle._started_at)
+        )
         waiter = handle._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
         handle._context = _EMPTY_CONTEXT
         handle._on_complete = handle._on_error = None
         if observers:
-            for observer in observers:
-                observer.task_ended(handle)
+            if awaiting is None:
+                _tell_ended(handle)
+            else:  # the task's story ends with its async callback
+                awaiting.add_done_callback(lambda _: _tell_ended(handle))
 
     def _log_unfinished(
         self, handle: TaskHandle[Any], state: TaskState, outcome: object, reason: str | None
@@ -511,17 +521,26 @@ class Scheduler(TaskSource):
 
     def _call_back(
         self, handle: TaskHandle[Any], callback: Callable[[Any], object], argument: object
-    ) -> None:
+    ) -> asyncio.Task[None] | None:
+        """Call a task's callback; return the task awaiting it, if it is async."""
+        start = perf_counter()
         try:
             result = callback(argument)
         except Exception as exc:  # noqa: BLE001 -- a user's callback: report, never propagate
             self._report_callback_error(handle, callback, exc)
-            return
-        if inspect.isawaitable(result):
-            assert self._loop is not None
-            awaiting = self._loop.create_task(self._await_callback(handle, callback, result))
-            self._callbacks.add(awaiting)
-            awaiting.add_done_callback(self._callbacks.discard)
+            return None
+        finally:  # a sync callback holds the loop like a step of the task
+            step = perf_counter() - start
+            handle.blocked += step
+            if step > handle.longest_step:
+                self._on_longest_step(handle, step)
+        if not inspect.isawaitable(result):
+            return None
+        assert self._loop is not None
+        awaiting = self._loop.create_task(self._await_callback(handle, callback, result))
+        self._callbacks.add(awaiting)
+        awaiting.add_done_callback(self._callbacks.discard)
+        return awaiting
 
     async def _await_callback(
         self, handle: TaskHandle[Any], callback: Callable[[Any], object], result: Any
@@ -550,6 +569,11 @@ class Scheduler(TaskSource):
         if self._limiter is None:  # a task started before the scheduler bound to a loop
             self._limiter = anyio.CapacityLimiter(self.max_threads)
         return self._limiter
+
+
+def _tell_ended(handle: TaskHandle[Any]) -> None:
+    for observer in observers:
+        observer.task_ended(handle)
 
 
 def _ms(seconds: float) -> float:

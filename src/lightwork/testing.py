@@ -39,6 +39,7 @@ class TaskRecorder:
         """Every task added while recording, in the order they were added."""
         self._unfinished = 0
         self._changed = threading.Condition()
+        self._joining: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
 
     def __repr__(self) -> str:
         return f"<TaskRecorder tasks={len(self.tasks)} unfinished={self._unfinished}>"
@@ -69,6 +70,8 @@ class TaskRecorder:
         with self._changed:
             self._unfinished -= 1
             self._changed.notify_all()
+            for loop, ended in self._joining:
+                loop.call_soon_threadsafe(ended.set)
 
     def names(self, state: TaskState | None = None) -> list[str]:
         """Return the names of the recorded tasks, optionally only those in *state*."""
@@ -79,7 +82,9 @@ class TaskRecorder:
         return [h for h in self.tasks if h.state is state]
 
     def wait(self, timeout: float = 5.0) -> None:
-        """Block until every recorded task has ended; for tasks on another thread's loop.
+        """Block until every recorded task, and its callback, has ended.
+
+        For tasks on another thread's event loop, such as ``TestClient``'s.
 
         Raises:
             TimeoutError: some task is still pending or running after *timeout* seconds.
@@ -89,17 +94,25 @@ class TaskRecorder:
                 raise TimeoutError(self._still_running(timeout))
 
     async def join(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109 -- bounded by default
-        """Wait until every recorded task has ended; for tasks on the current event loop.
+        """Wait until every recorded task, and its callback, has ended; on any event loop.
 
         Raises:
             TimeoutError: some task is still pending or running after *timeout* seconds.
         """
+        ended = asyncio.Event()
+        joining = (asyncio.get_running_loop(), ended)
+        with self._changed:
+            self._joining.append(joining)
         try:
             async with asyncio.timeout(timeout):
-                while unfinished := [h for h in self.tasks if not h.done()]:
-                    await asyncio.wait([asyncio.ensure_future(h._ended()) for h in unfinished])
+                while self._unfinished:
+                    await ended.wait()
+                    ended.clear()
         except TimeoutError:
             raise TimeoutError(self._still_running(timeout)) from None
+        finally:
+            with self._changed:
+                self._joining.remove(joining)
 
     def _still_running(self, timeout: float) -> str:
         names = ", ".join(repr(h) for h in self.tasks if not h.done())
