@@ -72,3 +72,15 @@ def nap(path: str, seconds: float) -> None:
     """Write this worker's pid to *path*, then sleep: a job a test can watch being killed."""
     Path(path).write_text(str(os.getpid()))
     time.sleep(seconds)
+
+
+@lightwork.offloadable("whoami")
+def whoami() -> str | None:
+    """Return the id of the job this runs in, as the worker sees it."""
+    return lightwork.current_job_id()
+
+
+@lightwork.offloadable("whoami-async")
+async def whoami_async() -> str | None:
+    await asyncio.sleep(0)
+    return lightwork.current_job_id()

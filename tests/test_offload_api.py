@@ -93,6 +93,17 @@ async def test_the_job_form_carries_lightworks_options_apart_from_the_jobs_argum
     assert 29 < submission.delay <= 30
 
 
+async def test_a_job_knows_its_id_and_nothing_else_does(
+    scheduler: Scheduler, lightwork_tasks: TaskRecorder
+) -> None:
+    sync_job = scheduler.offload(Job(jobs.whoami), job_id="me")
+    async_job = scheduler.offload(Job(jobs.whoami_async), job_id="me-too")
+    await lightwork_tasks.join()
+    assert await sync_job.result() == "me"
+    assert await async_job.result() == "me-too"
+    assert lightwork.current_job_id() is None
+
+
 async def test_the_same_job_id_runs_once_where_the_engine_dedups(
     scheduler: Scheduler, backend: MemoryBackend, lightwork_tasks: TaskRecorder
 ) -> None:

@@ -89,11 +89,12 @@ async def test_an_id_runs_once_while_remembered_and_a_delay_holds_the_job(
     tmp_path: Path, lightwork_tasks: TaskRecorder
 ) -> None:
     tally = tmp_path / "tally.txt"
-    offloader = Offloader(LocalBackend(max_workers=1, max_results=2))
+    offloader = Offloader(LocalBackend(max_workers=1, max_results=3))
     async with Scheduler(offload=offloader) as scheduler, offloader:
         first = scheduler.offload(Job(jobs.record, str(tally), "once"), job_id="same")
         again = scheduler.offload(Job(jobs.record, str(tally), "twice"), job_id="same")
         assert await first.result(timeout=30) == await again.result(timeout=30) == "once"
+        assert await scheduler.offload(Job(jobs.whoami), job_id="w").result(timeout=30) == "w"
         delayed = scheduler.offload(Job(jobs.add, 1), delay=0.3)
         await lightwork_tasks.join()
         assert await delayed.status() is JobStatus.QUEUED

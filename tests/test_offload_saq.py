@@ -74,6 +74,8 @@ async def test_status_result_failure_and_unknown_ids_come_from_saq(
 ) -> None:
     async with Scheduler(offload=offloader) as scheduler:
         assert await scheduler.offload(jobs.shout, "async").result(timeout=30) == "ASYNC"
+        job_id = f"whoami-{uuid.uuid4().hex}"
+        assert await scheduler.offload(Job(jobs.whoami), job_id=job_id).result(timeout=30) == job_id
         failing = scheduler.offload(jobs.fail, "in the worker")
         with pytest.raises(lightwork.JobFailedError, match="ValueError: in the worker") as caught:
             await failing.result(timeout=30)

@@ -45,7 +45,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
 
 async def start_report(request: Request) -> JSONResponse:
     month = request.path_params["month"]
-    # The job id is Celery's task id: the worker sees it as ``self.request.id``.
+    # The job id is Celery's task id; the job sees it as ``lightwork.current_job_id()``.
     ref = lightwork.get_background(request).offload(
         Job(monthly_report, month), job_id=f"report-{month}"
     )

@@ -31,7 +31,7 @@ from ._job import Job, JobRef
 from ._middleware import BackgroundMiddleware
 from ._offloader import Offloader
 from ._outbox import DeadLetter, Outbox
-from ._registry import offloadable
+from ._registry import current_job_id, offloadable
 from ._scheduler import Scheduler
 from ._types import RunIf, StartPolicy
 
@@ -70,6 +70,7 @@ __all__ = [
     "TaskTimeoutError",
     "UnsupportedCapabilityError",
     "__version__",
+    "current_job_id",
     "get_background",
     "offloadable",
     "task",

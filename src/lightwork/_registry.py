@@ -11,6 +11,7 @@ import asyncio
 import functools
 import inspect
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar, overload
 
@@ -32,17 +33,47 @@ class Registration:
     is_async: bool
     signature: inspect.Signature = field(repr=False, compare=False)
 
-    def run(self, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    def run(self, args: list[Any], kwargs: dict[str, Any], job_id: str | None) -> Any:
         """Call the job from a worker thread or process (not from an event loop)."""
-        if self.is_async:
-            return asyncio.run(self.function(*args, **kwargs))
-        return self.function(*args, **kwargs)
+        token = _current_job_id.set(job_id)
+        try:
+            if self.is_async:
+                return asyncio.run(self.function(*args, **kwargs))
+            return self.function(*args, **kwargs)
+        finally:
+            _current_job_id.reset(token)
 
-    async def arun(self, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    async def arun(self, args: list[Any], kwargs: dict[str, Any], job_id: str | None) -> Any:
         """Call the job from an event loop: async jobs are awaited, sync ones run in a thread."""
-        if self.is_async:
-            return await self.function(*args, **kwargs)
-        return await asyncio.to_thread(self.function, *args, **kwargs)
+        token = _current_job_id.set(job_id)  # asyncio.to_thread carries it to the thread
+        try:
+            if self.is_async:
+                return await self.function(*args, **kwargs)
+            return await asyncio.to_thread(self.function, *args, **kwargs)
+        finally:
+            _current_job_id.reset(token)
+
+
+_current_job_id: ContextVar[str | None] = ContextVar("lightwork_job_id", default=None)
+
+
+def current_job_id() -> str | None:
+    """Return the id of the offloaded job this code runs in, or ``None`` outside one.
+
+    It is the id given to ``offload()`` (or generated there), the same on every delivery of
+    the job, so a job can tell a repeat: with Celery, which may run a job delivered twice,
+    record the ids of the jobs done and skip those seen before.
+
+    Example:
+        ```python
+        @lightwork.offloadable("charge-order")
+        def charge_order(order_id: int) -> None:
+            if already_done(lightwork.current_job_id()):
+                return
+            ...
+        ```
+    """
+    return _current_job_id.get()
 
 
 _jobs: dict[str, Registration] = {}

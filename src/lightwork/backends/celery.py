@@ -20,7 +20,7 @@ Celery's client blocks and is not thread-safe: every call runs on one thread of 
 with socket and connect timeouts, so a hung broker cannot hang the web server. Jobs and
 results are JSON only (pickle is refused). Celery does not deduplicate: a job delivered
 twice (say, from the outbox after a lost reply) may run twice, always under the same id,
-which the task sees as ``self.request.id``.
+which the job sees as ``lightwork.current_job_id()``.
 """
 
 from __future__ import annotations
@@ -320,7 +320,8 @@ def register_tasks(
 
 def _task_body(registration: Registration) -> Callable[..., Any]:
     def run(*args: Any, **kwargs: Any) -> Any:
-        return registration.run(list(args), kwargs)
+        request = celery.current_task.request if celery.current_task else None
+        return registration.run(list(args), kwargs, request.id if request else None)
 
     run.__doc__ = registration.function.__doc__
     return run

@@ -164,6 +164,7 @@ class LocalBackend(OffloadBackend):
                         lookup(submission.name).module,
                         submission.name,
                         submission.payload,
+                        submission.job_id,
                         cancellable=True,  # a cancelled or timed-out job's process is killed
                         limiter=self._pool_limiter,
                     )
@@ -200,12 +201,12 @@ class LocalBackend(OffloadBackend):
             del self._jobs[forgotten]
 
 
-def run_in_worker(module: str, name: str, payload: str) -> str:
+def run_in_worker(module: str, name: str, payload: str, job_id: str) -> str:
     """Run a job in a worker process; its outcome goes back as JSON text, never pickled."""
     try:
         importlib.import_module(module)  # registers the job in this process
         arguments = json.loads(payload)
-        value = lookup(name).run(arguments["args"], arguments["kwargs"])
+        value = lookup(name).run(arguments["args"], arguments["kwargs"], job_id)
     except BaseException:  # noqa: BLE001 -- the job's end, whatever it is, goes back as text
         return json.dumps({"error": traceback.format_exc()})
     try:

@@ -96,7 +96,8 @@ class MemoryBackend(OffloadBackend):
         job_id = submission.job_id
         self._jobs[job_id] = JobSnapshot(JobStatus.RUNNING)
         try:
-            value = await lookup(submission.name).arun(submission.args, submission.kwargs)
+            registration = lookup(submission.name)
+            value = await registration.arun(submission.args, submission.kwargs, job_id)
             # As through a real engine: the result comes back as JSON would carry it.
             result = json.loads(json.dumps(value, allow_nan=False))
         except Exception:  # noqa: BLE001 -- the job's failure is its outcome

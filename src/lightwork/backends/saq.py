@@ -239,7 +239,7 @@ def _saq_function(
     registration: Registration,
 ) -> Callable[..., Coroutine[Any, Any, Any]]:
     async def run(ctx: Any, *, args: list[Any], kwargs: dict[str, Any]) -> Any:
-        return await registration.arun(args, kwargs)
+        return await registration.arun(args, kwargs, ctx["job"].key)
 
     run.__qualname__ = run.__name__ = registration.name
     return run
