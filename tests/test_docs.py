@@ -233,11 +233,6 @@ def test_a_task_that_blocks_the_loop_is_reported(lightwork_tasks: TaskRecorder, 
     assert len(set(blocking_task.digests)) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="nothing sets TaskHandle.route: BackgroundMiddleware never records the request "
-    "that added a task, so background_task_blocking and stats() report route=None",
-)
 def test_a_task_knows_the_route_that_added_it(lightwork_tasks: TaskRecorder) -> None:
     with TestClient(blocking_task.app) as client:
         client.post("/upload", content=b"holiday photos")

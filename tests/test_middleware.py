@@ -334,3 +334,77 @@ def test_a_test_client_without_lifespan_still_runs_tasks_on_each_requests_loop(
         assert client.get("/").status_code == 200
     assert lightwork_tasks.names(TaskState.COMPLETED) == ["sleep", "sleep"]
     assert [e["lifespan"] for e in events(logs, "background_scheduler_started")] == [False, False]
+
+
+def test_tasks_log_with_their_requests_context_and_their_own_name(
+    logs: Logs, lightwork_tasks: TaskRecorder
+) -> None:
+    import structlog  # noqa: PLC0415
+
+    async def audited(user: str) -> None:
+        structlog.get_logger("app").info("audit_written", user=user)
+
+    async def endpoint(request: Request) -> Response:
+        structlog.get_logger("app").info("handling")
+        lightwork.get_background(request).add_task(audited, "ada")
+        return PlainTextResponse("ok")
+
+    with TestClient(make_app(Route("/users/ada", endpoint, methods=["POST"]))) as client:
+        client.post("/users/ada", headers={"X-Request-ID": "req-42"})
+        client.post("/users/ada")
+        lightwork_tasks.wait()
+    handled = events(logs, "handling")
+    audits = events(logs, "audit_written")
+    assert [e["request_id"] for e in audits] == [e["request_id"] for e in handled]
+    assert audits[0]["request_id"] == "req-42"
+    assert len(audits[1]["request_id"]) == 16  # made up: no X-Request-ID header
+    for audit in audits:
+        assert (audit["method"], audit["path"], audit["task"]) == ("POST", "/users/ada", "audited")
+        assert audit["task_id"] in {h.id for h in lightwork_tasks.tasks}
+    assert {h.route for h in lightwork_tasks.tasks} == {"POST /users/ada"}
+    assert "task" not in handled[0]  # the request itself is not a task
+
+
+def test_request_context_can_be_turned_off(logs: Logs, lightwork_tasks: TaskRecorder) -> None:
+    import structlog  # noqa: PLC0415
+
+    async def endpoint(request: Request) -> Response:
+        structlog.get_logger("app").info("handling")
+        return PlainTextResponse("ok")
+
+    with TestClient(make_app(Route("/", endpoint), request_context=False)) as client:
+        client.get("/", headers={"X-Request-ID": "req-1"})
+    assert "request_id" not in events(logs, "handling")[0]
+
+
+def test_a_task_that_blocks_the_loop_is_named_with_its_route(
+    logs: Logs, lightwork_tasks: TaskRecorder
+) -> None:
+    async def crunch() -> int:
+        total, deadline = 0, asyncio.get_running_loop().time() + 0.06
+        while asyncio.get_running_loop().time() < deadline:  # CPU work, no await
+            total += 1
+        return total
+
+    async def waits() -> None:
+        await asyncio.sleep(0.2)
+
+    async def endpoint(request: Request) -> Response:
+        background = lightwork.get_background(request)
+        background.add_task(crunch)
+        background.add_task(waits)
+        return PlainTextResponse("ok")
+
+    with TestClient(make_app(Route("/report", endpoint))) as client:
+        client.get("/report", headers={"X-Request-ID": "r-7"})
+        lightwork_tasks.wait()
+    [blocking] = events(logs, "background_task_blocking")
+    assert blocking["task"] == "crunch"
+    assert blocking["route"] == "GET /report"
+    assert blocking["request_id"] == "r-7"
+    assert blocking["blocked_ms"] >= 50
+    assert blocking["threshold_ms"] == 20.0
+    assert "offload" in blocking["hint"]
+    slow = {e["task"]: e for e in events(logs, "background_task_slow")}
+    assert set(slow) == {"waits"}  # waiting politely is slow, not blocking
+    assert slow["waits"]["blocked_ms"] < 20

@@ -33,11 +33,12 @@ class Background(TaskSource):
     """
 
     # One per request, so slotted; it holds the pending tasks, never the request.
-    __slots__ = ("__scheduler", "_pending", "_released", "_run_if")
+    __slots__ = ("__scheduler", "_pending", "_released", "_route", "_run_if")
 
-    def __init__(self, scheduler: Scheduler, run_if: RunIf, *, released: bool) -> None:
+    def __init__(self, scheduler: Scheduler, run_if: RunIf, route: str, *, released: bool) -> None:
         self.__scheduler = scheduler
         self._run_if: RunIf = run_if
+        self._route = route
         self._released = released
         self._pending: list[TaskHandle[Any]] = []
 
@@ -54,6 +55,7 @@ class Background(TaskSource):
         return self.__scheduler
 
     def _accept(self, handle: TaskHandle[Any]) -> None:
+        handle.route = self._route
         if self._released:
             self.__scheduler._accept(handle)
         else:

@@ -40,7 +40,7 @@ BLOCKING_HINT: Final = (
 logger: Final = structlog.get_logger(LOGGER_NAME)
 
 
-def _structlog_var(key: str) -> ContextVar[Any]:
+def structlog_var(key: str) -> ContextVar[Any]:
     """Return the context variable structlog keeps for *key*, to set it without a lookup."""
     scratch = Context()
     scratch.run(structlog.contextvars.bind_contextvars, **{key: None})
@@ -49,8 +49,8 @@ def _structlog_var(key: str) -> ContextVar[Any]:
 
 
 # Bound inside every task, so the user's own log calls there say which task they came from.
-TASK_VAR: Final = _structlog_var("task")
-TASK_ID_VAR: Final = _structlog_var("task_id")
+TASK_VAR: Final = structlog_var("task")
+TASK_ID_VAR: Final = structlog_var("task_id")
 
 
 def debug_enabled() -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final, get_args
 
 from ._background import SCOPE_KEY, Background
+from ._context import bind_request_context, unbind_request_context
 from ._options import check_run_if
 from ._scheduler import Scheduler
 from ._types import RunIf, StartPolicy
@@ -33,6 +34,9 @@ class BackgroundMiddleware:
             start immediately.
         run_if: which requests release their tasks: ``"no_exception"`` (default),
             ``"success"`` or ``"always"``; a task's own ``run_if`` wins.
+        request_context: bind ``request_id`` (from the ``X-Request-ID`` header, else a new
+            one), ``method`` and ``path`` in structlog's contextvars for each request, so
+            that they appear in the log events of the request and of the tasks it adds.
 
     Example:
         ```python
@@ -50,6 +54,7 @@ class BackgroundMiddleware:
         *,
         start: StartPolicy = "after_response",
         run_if: RunIf = "no_exception",
+        request_context: bool = True,
     ) -> None:
         if scheduler is not None and not isinstance(scheduler, Scheduler):
             raise TypeError(f"scheduler must be a lightwork.Scheduler, not {scheduler!r}")
@@ -62,25 +67,32 @@ class BackgroundMiddleware:
         self.scheduler = scheduler if scheduler is not None else Scheduler()
         self.start: StartPolicy = start
         self.run_if: RunIf = run_if
+        self.request_context = request_context
 
     def __repr__(self) -> str:
         return f"<BackgroundMiddleware start={self.start!r} run_if={self.run_if!r}>"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind == "http":
-            await self._http(scope, receive, send)
-        elif kind == "websocket":
-            _attach(scope, Background(self.scheduler, self.run_if, released=True))
-            await self.app(scope, receive, send)
+        if kind in ("http", "websocket"):
+            if not self.request_context:
+                await self._connection(scope, receive, send)
+                return
+            tokens = bind_request_context(scope)
+            try:
+                await self._connection(scope, receive, send)
+            finally:
+                unbind_request_context(tokens)
         elif kind == "lifespan":
             await self._lifespan(scope, receive, send)
         else:
             await self.app(scope, receive, send)
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        immediately = self.start == "immediately"
-        background = Background(self.scheduler, self.run_if, released=immediately)
+    async def _connection(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Websockets have no response to wait for: their tasks start at once.
+        immediately = self.start == "immediately" or scope["type"] == "websocket"
+        route = f"{scope.get('method', 'WEBSOCKET')} {scope['path']}"
+        background = Background(self.scheduler, self.run_if, route, released=immediately)
         _attach(scope, background)
         if immediately:
             await self.app(scope, receive, send)
