@@ -10,17 +10,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lightwork import TaskState
-from lightwork._logging import TASK_SLOW
+from lightwork._logging import TASK_BLOCKING, TASK_SLOW
 from lightwork._stats import (
     BLOCKED_BUCKETS_S,
     DURATION_BUCKETS_S,
     MAX_NAMES,
     OTHER_NAME,
-    TASK_BLOCKING,
+    TERMINAL_STATES,
     TaskStats,
 )
-
-TERMINAL = [s for s in TaskState if s not in (TaskState.PENDING, TaskState.RUNNING)]
 
 
 def test_a_task_is_queued_then_in_flight_then_counted_by_its_end_state() -> None:
@@ -35,7 +33,7 @@ def test_a_task_is_queued_then_in_flight_then_counted_by_its_end_state() -> None
     assert ended["scheduled"] == 1
     assert (ended["queued"], ended["in_flight"]) == (0, 0)
     assert ended["failed"] == 1
-    assert all(ended[s.value] == 0 for s in TERMINAL if s is not TaskState.FAILED)
+    assert all(ended[s.value] == 0 for s in TERMINAL_STATES if s is not TaskState.FAILED)
     assert ended["duration_s"]["count"] == ended["blocked_s"]["count"] == 1
     assert ended["duration_s"]["sum"] == ended["duration_s"]["max"] == 0.2
     assert ended["blocked_s"]["sum"] == 0.03
@@ -131,7 +129,7 @@ def test_names_past_the_limit_share_one_entry() -> None:
     st.lists(
         st.tuples(
             st.sampled_from(["a", "b", "c"]),
-            st.sampled_from(TERMINAL),
+            st.sampled_from(TERMINAL_STATES),
             st.booleans(),
             st.floats(min_value=0, max_value=1e4),
             st.floats(min_value=0, max_value=1e4),
@@ -152,7 +150,7 @@ def test_every_task_is_counted_once_and_the_snapshot_is_json(
     assert snapshot == snapshot_
     totals = snapshot["totals"]
     assert totals["scheduled"] == len(lives)
-    assert sum(totals[s.value] for s in TERMINAL) == len(lives)
+    assert sum(totals[s.value] for s in TERMINAL_STATES) == len(lives)
     assert totals["queued"] == totals["in_flight"] == 0
     assert totals["duration_s"]["count"] == sum(started for _, _, started, _, _ in lives)
     for task in snapshot["tasks"].values():

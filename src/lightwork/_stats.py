@@ -31,7 +31,9 @@ from data (``name=f"email-{user_id}"``) cannot grow memory or metric labels with
 
 OTHER_NAME: Final = "(other)"
 
-_TERMINAL: Final = tuple(s for s in TaskState if s not in (TaskState.PENDING, TaskState.RUNNING))
+TERMINAL_STATES: Final = tuple(
+    s for s in TaskState if s not in (TaskState.PENDING, TaskState.RUNNING)
+)
 
 
 class _Histogram:
@@ -81,7 +83,7 @@ class _NameStats:
         self.in_flight = 0
         self.slow = 0
         self.blocking = 0
-        self.ended: dict[TaskState, int] = dict.fromkeys(_TERMINAL, 0)
+        self.ended: dict[TaskState, int] = dict.fromkeys(TERMINAL_STATES, 0)
         self.duration = _Histogram(DURATION_BUCKETS_S)
         self.blocked = _Histogram(BLOCKED_BUCKETS_S)
 
