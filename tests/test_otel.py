@@ -171,6 +171,7 @@ def test_a_task_dropped_with_its_request_still_has_a_span_under_the_request(
     assert span.parent.span_id == request_span.context.span_id
     assert span.attributes is not None
     assert span.attributes["lightwork.task.state"] == "dropped"
+    assert span.attributes["lightwork.task.route"] == "POST /signup"
     assert span.start_time == span.end_time  # it never ran
 
 
