@@ -261,7 +261,7 @@ async def test_an_id_the_engine_never_saw_is_unknown(scheduler: Scheduler) -> No
 async def test_cancel_before_the_hand_off_means_the_job_is_never_sent(
     scheduler: Scheduler, backend: MemoryBackend, lightwork_tasks: TaskRecorder
 ) -> None:
-    background = lightwork.Background(scheduler, "no_exception", released=False)
+    background = lightwork.Background(scheduler, "no_exception", "GET /", released=False)
     ref = background.offload(jobs.add, 1)
     assert await ref.cancel() is True
     background._release(200, None)

@@ -370,3 +370,13 @@ async def test_an_awaiter_that_is_cancelled_does_not_cancel_the_task(
     release.set()
     await other
     assert handle.state is TaskState.COMPLETED
+
+
+def test_lightworks_task_errors_survive_pickling() -> None:
+    import pickle  # noqa: PLC0415
+
+    error = lightwork.TaskTimeoutError("too slow", task="t", task_id=7)
+    copy = pickle.loads(pickle.dumps(error))
+    assert (type(copy), str(copy), copy.task, copy.task_id) == (
+        lightwork.TaskTimeoutError, "too slow", "t", 7,
+    )  # fmt: skip

@@ -29,6 +29,8 @@ at the adapter's boundary, with the original as ``__cause__``.
 
 from __future__ import annotations
 
+import functools
+
 
 class LightworkError(Exception):
     """Raised for every error that lightwork itself reports; the root of the tree above."""
@@ -58,6 +60,10 @@ class TaskError(LightworkError):
         super().__init__(message)
         self.task = task
         self.task_id = task_id
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Picklable like a plain exception, despite the keyword-only arguments.
+        return functools.partial(type(self), task=self.task, task_id=self.task_id), (str(self),)
 
 
 class TaskTimeoutError(TaskError, TimeoutError):

@@ -180,6 +180,7 @@ class Scheduler(TaskSource):
         if self._phase != "running":
             self._phase = "running"
             log.logger.debug(log.SCHEDULER_STARTED, lifespan=True)
+        await self.offloader.start()
 
     async def aclose(self) -> None:
         """Stop accepting tasks, wait up to ``drain_timeout`` for running ones, cancel the rest.
@@ -191,6 +192,7 @@ class Scheduler(TaskSource):
         """
         if self._phase in ("idle", "closed"):
             self._phase = "closed"
+            await self.offloader.aclose()
             return
         self._phase = "closing"
         loop = asyncio.get_running_loop()
@@ -204,6 +206,7 @@ class Scheduler(TaskSource):
         for handle in self._running:
             log.logger.error(log.TASK_ABANDONED, **self._fields(handle))
         self._phase = "closed"
+        await self.offloader.aclose()  # after the drain: it delivered or kept every hand-off
         log.logger.info(log.SCHEDULER_CLOSED, **self.counts())
 
     async def __aenter__(self) -> Scheduler:
