@@ -19,6 +19,7 @@ from starlette.testclient import TestClient
 
 import lightwork
 from lightwork import Scheduler, TaskState
+from lightwork._scheduler import observers
 from lightwork.otel import TaskTracer
 from lightwork.testing import TaskRecorder
 
@@ -183,13 +184,33 @@ async def test_only_tasks_added_while_installed_get_a_span(
     before = scheduler.add_task(release.wait(), name="before")
     tracer.install()
     tracer.install()  # twice is once
+    assert observers.count(tracer) == 1
     try:
-        during = scheduler.add_task(pause(0), name="during")
-        await during
+        await scheduler.add_task(pause(0), name="during")
         release.set()
         await before
     finally:
         tracer.uninstall()
+    assert tracer not in observers
     await scheduler.add_task(pause(0), name="after")
     assert [s.name for s in exporter.get_finished_spans()] == ["task during"]
-    assert "installed=False open_spans=0" in repr(tracer)
+
+
+async def test_after_uninstall_the_spans_already_open_still_end_with_their_tasks(
+    provider: TracerProvider, exporter: InMemorySpanExporter, scheduler: Scheduler
+) -> None:
+    release = asyncio.Event()
+    with TaskTracer(tracer_provider=provider) as tracer:
+        draining = scheduler.add_task(release.wait(), name="draining")
+        await asyncio.sleep(0)  # it has started: its span is open
+    assert "installed=False open_spans=1" in repr(tracer)
+    assert tracer in observers  # until its last span ends
+    late = scheduler.add_task(pause(0), name="late")
+    release.set()
+    await draining
+    await late
+    [span] = exporter.get_finished_spans()
+    assert span.name == "task draining"
+    assert span.attributes is not None
+    assert span.attributes["lightwork.task.state"] == "completed"
+    assert tracer not in observers

@@ -67,18 +67,28 @@ class TaskTracer:
         # task's entries are touched from its own loop's thread only, so no lock is needed.
         self._parents: dict[int, otel_context.Context] = {}
         self._spans: dict[int, trace.Span] = {}
+        self._installed = False
 
     def __repr__(self) -> str:
-        return f"<TaskTracer installed={self in observers} open_spans={len(self._spans)}>"
+        return f"<TaskTracer installed={self._installed} open_spans={len(self._spans)}>"
 
     def install(self) -> None:
         """Start tracing tasks: those added from now on get a span."""
+        self._installed = True
         if self not in observers:
             observers.append(self)
 
     def uninstall(self) -> None:
-        """Stop tracing; spans of tasks still running end with them no more."""
-        if self in observers:
+        """Stop tracing new tasks; the spans of tasks already traced still end with their tasks.
+
+        So a tracer installed in the app's lifespan still ends the spans of the tasks that
+        shutdown drains after the lifespan has finished.
+        """
+        self._installed = False
+        self._leave_when_done()
+
+    def _leave_when_done(self) -> None:
+        if not (self._installed or self._parents or self._spans) and self in observers:
             observers.remove(self)
 
     def __enter__(self) -> TaskTracer:
@@ -95,7 +105,8 @@ class TaskTracer:
 
     def task_added(self, handle: TaskHandle[Any], /) -> None:
         """Note the span that was current where the task was added (called by the scheduler)."""
-        self._parents[handle.id] = handle._context.run(otel_context.get_current)
+        if self._installed:
+            self._parents[handle.id] = handle._context.run(otel_context.get_current)
 
     def task_started(self, handle: TaskHandle[Any], /) -> None:
         """Open the task's span and make it current inside the task (called by the scheduler)."""
@@ -129,6 +140,8 @@ class TaskTracer:
                 span.record_exception(error)
             span.set_status(trace.StatusCode.ERROR, f"{type(error).__name__}: {error}")
         span.end(end_time)
+        if not self._installed:
+            self._leave_when_done()
 
     def _open(
         self, handle: TaskHandle[Any], parent: otel_context.Context, start_time: int | None = None
