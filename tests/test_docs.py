@@ -391,17 +391,23 @@ async def test_a_script_awaits_handles_and_cancels_one(
 def test_each_task_sees_its_own_requests_context(lightwork_tasks: TaskRecorder, logs: Logs) -> None:
     context_vars.invoices.clear()
     with TestClient(context_vars.app) as client:
-        for n in (1, 2):
-            client.post(f"/checkout/{n}", headers={"x-request-id": f"req-{n}"})
+        for n, tenant in ((1, "acme"), (2, "globex")):
+            client.post(f"/checkout/{n}", headers={"x-request-id": f"req-{n}", "x-tenant": tenant})
         lightwork_tasks.wait()
     assert sorted(context_vars.invoices) == [
-        ("req-1", "archive-1"),
-        ("req-1", "order-1"),
-        ("req-2", "archive-2"),
-        ("req-2", "order-2"),
+        ("acme", "archive-1"),
+        ("acme", "order-1"),
+        ("globex", "archive-2"),
+        ("globex", "order-2"),
     ]
-    sent = {e["order_id"]: (e["request_id"], e["task"]) for e in events(logs, "invoice_sent")}
-    assert sent == {1: ("req-1", "send_invoice"), 2: ("req-2", "send_invoice")}
+    sent = {
+        e["order_id"]: (e["request_id"], e["method"], e["path"], e["task"])
+        for e in events(logs, "invoice_sent")
+    }
+    assert sent == {
+        1: ("req-1", "POST", "/checkout/1", "send_invoice"),
+        2: ("req-2", "POST", "/checkout/2", "send_invoice"),
+    }
     # lightwork's own events for a task carry its request's context too.
     completed = events(logs, "background_task_completed")
     assert sorted((e["task"], e["request_id"]) for e in completed) == [
