@@ -95,21 +95,24 @@ class TaskCollector:
             stats = scheduler.stats()
             bounds = stats["buckets"]  # the same for every scheduler
             for name, counts in stats["tasks"].items():
-                _add(tasks.setdefault(name, {}), counts)
+                if name in tasks:
+                    _add(tasks[name], counts)
+                else:  # a fresh dict of this scrape's own: summed into in place
+                    tasks[name] = counts
         return _families(tasks, bounds)
 
 
 def _add(into: dict[str, Any], counts: dict[str, Any]) -> None:
-    """Add one scheduler's counts of a task name to the sums of earlier schedulers."""
+    """Add another scheduler's counts of a task name to those of the earlier ones."""
     for key, value in counts.items():
         if isinstance(value, dict):  # a histogram
-            summed = into.setdefault(key, {"counts": [0] * len(value["counts"]), "sum": 0.0})
+            summed = into[key]
             summed["counts"] = [
                 a + b for a, b in zip(summed["counts"], value["counts"], strict=True)
             ]
             summed["sum"] += value["sum"]
         else:
-            into[key] = into.get(key, 0) + value
+            into[key] += value
 
 
 def _families(tasks: dict[str, dict[str, Any]], bounds: dict[str, list[float]]) -> list[Metric]:
