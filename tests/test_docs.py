@@ -12,6 +12,7 @@ import asyncio
 import io
 import json
 import logging
+import re
 import subprocess
 import sys
 import threading
@@ -475,6 +476,15 @@ async def test_the_debug_check_is_made_when_the_scheduler_starts() -> None:
     async with scheduler:  # started again, under the DEBUG configuration
         await scheduler.add_task(quick(), name="second")
     assert "task=second" in out.getvalue()
+
+
+# -- api.md -------------------------------------------------------------------------------
+
+
+def test_the_api_reference_covers_every_public_name() -> None:
+    page = (ROOT / "docs" / "api.md").read_text()
+    documented = set(re.findall(r"^::: lightwork\.(\w+)$", page, flags=re.MULTILINE))
+    assert set(lightwork.__all__) - {"__version__"} <= documented
 
 
 # -- README.md ------------------------------------------------------------------------------
