@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Final, get_args
 
+from . import _watchdog
 from ._background import SCOPE_KEY, Background
 from ._context import bind_request_context, unbind_request_context
 from ._options import check_run_if
@@ -94,7 +96,21 @@ class BackgroundMiddleware:
         route = f"{scope.get('method', 'WEBSOCKET')} {scope['path']}"
         background = Background(self.scheduler, self.run_if, route, released=immediately)
         _attach(scope, background)
-        if immediately:
+        if not _watchdog.watching:
+            await self._serve(scope, receive, send, background)
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        _watchdog.requests[task] = route  # so a stuck loop can be blamed on this request
+        try:
+            await self._serve(scope, receive, send, background)
+        finally:
+            _watchdog.requests.pop(task, None)
+
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, background: Background
+    ) -> None:
+        if background._released:
             await self.app(scope, receive, send)
             return
         status: int | None = None

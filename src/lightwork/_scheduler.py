@@ -33,6 +33,7 @@ from ._offloader import offloader_for
 from ._options import check_duration
 from ._source import TaskSource
 from ._stats import TaskStats
+from ._watchdog import LoopWatchdog
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -81,6 +82,9 @@ class Scheduler(TaskSource):
         max_threads: how many sync callables may run at once in lightwork's own worker
             threads, apart from the pool Starlette uses for sync endpoints.
         log_args: include each task's arguments in its log events (off: they may hold secrets).
+        watchdog: seconds the event loop may stay stuck before a watchdog thread logs
+            ``event_loop_blocked`` with the loop thread's stack and the task (or request)
+            that was running; ``None`` (default) runs no watchdog.
         offload: where ``offload()`` sends jobs: an ``Offloader``, or a backend to make one
             with (default: ``LocalBackend()``, a local process pool).
 
@@ -103,12 +107,14 @@ class Scheduler(TaskSource):
         drain_timeout: float = 10.0,
         max_threads: int = 10,
         log_args: bool = False,
+        watchdog: float | None = None,
         offload: Offloader | OffloadBackend | None = None,
     ) -> None:
         check_duration("timeout", timeout)
         check_duration("slow_threshold", slow_threshold)
         check_duration("block_threshold", block_threshold)
         check_duration("drain_timeout", drain_timeout, allow_none=False)
+        check_duration("watchdog", watchdog)
         if isinstance(max_threads, bool) or not isinstance(max_threads, int) or max_threads < 1:
             raise ValueError(f"max_threads must be a positive integer, not {max_threads!r}")
         self.timeout = timeout
@@ -117,6 +123,8 @@ class Scheduler(TaskSource):
         self.drain_timeout = drain_timeout
         self.max_threads = max_threads
         self.log_args = log_args
+        self.watchdog = None if watchdog is None else LoopWatchdog(watchdog)
+        """The thread that reports a stuck event loop (``event_loop_blocked``), if asked for."""
         self.offloader = offloader_for(offload)
         """Where ``offload()`` sends jobs: the ``offload=`` argument, or the local process pool."""
         self._phase: _Phase = "idle"
@@ -206,6 +214,8 @@ class Scheduler(TaskSource):
         for handle in self._running:
             log.logger.error(log.TASK_ABANDONED, **self._fields(handle))
         self._phase = "closed"
+        if self.watchdog is not None:
+            self.watchdog.stop()
         await self.offloader.aclose()  # after the drain: it delivered or kept every hand-off
         log.logger.info(log.SCHEDULER_CLOSED, **self.counts())
 
@@ -237,6 +247,10 @@ class Scheduler(TaskSource):
             self._deadlines.close()
             self._deadlines = Deadlines(loop)
             count_gc_time()
+            if self.watchdog is not None:
+                self.watchdog.stop()
+        if self.watchdog is not None:
+            self.watchdog.start()
         self._debug = log.debug_enabled()
 
     # -- accepting tasks --------------------------------------------------------------------

@@ -75,8 +75,8 @@ class TaskSource:
         - ``add_task(fn, *args, **kwargs)``, as in Starlette: every argument goes to ``fn``.
           An async ``fn`` runs on the event loop; a sync one in lightwork's worker threads.
         - ``add_task(coro, *, name=, timeout=, slow_threshold=, block_threshold=,
-          on_complete=, on_error=, run_if=)``, with a coroutine object: the keywords are lightwork's options, so they
-          never collide with the task's own arguments.
+          on_complete=, on_error=, run_if=)``, with a coroutine object: the keywords are
+          lightwork's options, so they never collide with the task's own arguments.
 
         Args:
             target: an async or sync callable, or a coroutine object.
