@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Generator
@@ -29,6 +29,11 @@ class TaskState(enum.StrEnum):
     CANCELLED = "cancelled"
     DROPPED = "dropped"
     """Never started: its request failed, or the scheduler had closed."""
+
+
+TERMINAL_STATES: Final = tuple(
+    s for s in TaskState if s not in (TaskState.PENDING, TaskState.RUNNING)
+)
 
 
 class TaskHandle(Generic[T]):

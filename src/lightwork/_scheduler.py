@@ -26,7 +26,7 @@ from ._exceptions import (
     TaskDroppedError,
     TaskTimeoutError,
 )
-from ._handle import TaskHandle, TaskState
+from ._handle import TERMINAL_STATES, TaskHandle, TaskState
 from ._logging import TASK_ID_VAR, TASK_VAR
 from ._monitor import TimedCoroutine, count_gc_time
 from ._offloader import offloader_for
@@ -48,7 +48,6 @@ CANCEL_GRACE_S: Final = 1.0
 """How long shutdown waits for cancelled tasks to unwind before reporting them abandoned."""
 
 _Phase = Literal["idle", "running", "closing", "closed"]
-_TERMINAL: Final = tuple(s for s in TaskState if s not in (TaskState.PENDING, TaskState.RUNNING))
 _task_ids = itertools.count(1)
 _EMPTY_CONTEXT: Final = Context()  # replaces an ended task's context, so it can be freed
 
@@ -153,7 +152,7 @@ class Scheduler(TaskSource):
         """Return how many tasks were added, are running, and ended in each terminal state."""
         totals = self._stats.snapshot()["totals"]
         counts = {"added": totals["scheduled"], "running": len(self._running)}
-        counts.update((state.value, totals[state.value]) for state in _TERMINAL)
+        counts.update((state.value, totals[state.value]) for state in TERMINAL_STATES)
         return counts
 
     def running_tasks(self) -> list[TaskHandle[Any]]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from typing import Any, Final
 
-from ._handle import TaskState
+from ._handle import TERMINAL_STATES, TaskState
 from ._logging import TASK_BLOCKING, TASK_SLOW
 
 DURATION_BUCKETS_S: Final = (
@@ -30,10 +30,6 @@ MAX_NAMES: Final = 500
 from data (``name=f"email-{user_id}"``) cannot grow memory or metric labels without bound."""
 
 OTHER_NAME: Final = "(other)"
-
-TERMINAL_STATES: Final = tuple(
-    s for s in TaskState if s not in (TaskState.PENDING, TaskState.RUNNING)
-)
 
 
 class _Histogram:

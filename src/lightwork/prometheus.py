@@ -35,7 +35,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import MissingDependencyError
-from ._stats import TERMINAL_STATES
+from ._handle import TERMINAL_STATES
 
 try:
     from prometheus_client.core import (
