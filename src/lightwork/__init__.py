@@ -4,6 +4,7 @@ Light I/O work runs detached on the event loop, with a timeout, callbacks, and a
 when it runs slow; see the docs for the full guide.
 """
 
+from ._admission import Overflow
 from ._backend import JobSnapshot, JobStatus
 from ._background import Background, get_background, with_background
 from ._definitions import task
@@ -12,6 +13,7 @@ from ._exceptions import (
     BackendTimeoutError,
     BackendUnavailableError,
     BackgroundNotInstalledError,
+    BackgroundQueueFull,
     JobFailedError,
     JobNotFoundError,
     JobNotRegisteredError,
@@ -28,11 +30,11 @@ from ._exceptions import (
 )
 from ._handle import TaskHandle, TaskState
 from ._job import Job, JobRef
-from ._middleware import BackgroundMiddleware
+from ._middleware import BackgroundMiddleware, queue_full_response
 from ._offloader import Offloader
 from ._outbox import DeadLetter, Outbox
 from ._registry import current_job_id, offloadable
-from ._scheduler import Scheduler
+from ._scheduler import PendingAtShutdown, Scheduler
 from ._types import RunIf, StartPolicy
 
 __version__ = "0.1.0"
@@ -44,6 +46,7 @@ __all__ = [
     "Background",
     "BackgroundMiddleware",
     "BackgroundNotInstalledError",
+    "BackgroundQueueFull",
     "DeadLetter",
     "Job",
     "JobFailedError",
@@ -57,6 +60,8 @@ __all__ = [
     "OffloadPayloadError",
     "Offloader",
     "Outbox",
+    "Overflow",
+    "PendingAtShutdown",
     "ResultTimeoutError",
     "RunIf",
     "Scheduler",
@@ -73,6 +78,7 @@ __all__ = [
     "current_job_id",
     "get_background",
     "offloadable",
+    "queue_full_response",
     "task",
     "with_background",
 ]

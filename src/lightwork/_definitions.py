@@ -28,6 +28,7 @@ def task(
     on_complete: Callable[[Any], object] | None = None,
     on_error: Callable[[BaseException], object] | None = None,
     run_if: RunIf | None = None,
+    shield: bool | None = None,
 ) -> Callable[[F], F]:
     """Give a function default options for every task made from it.
 
@@ -43,6 +44,8 @@ def task(
         on_complete: called with the result when the task completes (sync or async).
         on_error: called with what ended the task otherwise (sync or async).
         run_if: which requests release the task (see ``RunIf``).
+        shield: let the task run past the shutdown's ``drain_timeout``, up to the
+            scheduler's ``shield_timeout`` (e.g. a payment capture).
 
     Example:
         ```python
@@ -60,6 +63,7 @@ def task(
         on_complete=on_complete,
         on_error=on_error,
         run_if=run_if,
+        shield=shield,
     )
 
     def register(fn: F) -> F:

@@ -5,6 +5,7 @@ The tree::
     LightworkError
     ├── BackgroundNotInstalledError (LookupError)
     ├── MissingDependencyError (ImportError)
+    ├── BackgroundQueueFull (RuntimeError)
     ├── SchedulerClosedError (RuntimeError)
     ├── TaskError
     │   ├── TaskTimeoutError (TimeoutError)
@@ -47,6 +48,13 @@ class MissingDependencyError(LightworkError, ImportError):
         super().__init__(
             f"{feature} needs an optional dependency: pip install 'lightwork[{extra}]'"
         )
+
+
+class BackgroundQueueFull(LightworkError, RuntimeError):  # noqa: N818 -- reads as a state
+    """Raised when ``add_task`` finds the scheduler's queue full (``overflow="reject"``)."""
+
+    retry_after = 1
+    """Seconds a client may wait before trying again; ``queue_full_response`` sends it."""
 
 
 class SchedulerClosedError(LightworkError, RuntimeError):

@@ -21,7 +21,7 @@ class TaskState(enum.StrEnum):
     """Where a task is in its life; the last five are terminal and each task reaches exactly one."""
 
     PENDING = "pending"
-    """Accepted, waiting for its request's response to be sent."""
+    """Accepted, not started: waiting for its request's response, or for a free slot."""
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
@@ -75,6 +75,7 @@ class TaskHandle(Generic[T]):
         "longest_step",
         "name",
         "route",
+        "shield",
         "slow_threshold",
         "state",
         "timeout",
@@ -91,6 +92,8 @@ class TaskHandle(Generic[T]):
     """Seconds the task's steps have held the event loop, in all."""
     longest_step: float
     """Seconds of the longest single step: what the loop waited for at once."""
+    shield: bool
+    """Whether shutdown lets the task run past ``drain_timeout``, up to ``shield_timeout``."""
     route: str | None
     """The request that added the task, as ``"GET /path"``; ``None`` outside requests."""
 
@@ -107,6 +110,7 @@ class TaskHandle(Generic[T]):
         on_complete: Callable[[Any], object] | None,
         on_error: Callable[[BaseException], object] | None,
         run_if: RunIf | None,
+        shield: bool,
     ) -> None:
         self._scheduler = scheduler
         self.id = task_id
@@ -115,6 +119,7 @@ class TaskHandle(Generic[T]):
         self.timeout = timeout
         self.slow_threshold = slow_threshold
         self.block_threshold = block_threshold
+        self.shield = shield
         self.blocked = 0.0
         self.longest_step = 0.0
         self.route: str | None = None

@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Final, get_args
 
+from starlette.responses import PlainTextResponse, Response
+
 from . import _watchdog
 from ._background import SCOPE_KEY, Background
 from ._context import bind_request_context, unbind_request_context
+from ._exceptions import BackgroundQueueFull
 from ._options import check_run_if
 from ._scheduler import Scheduler
 from ._types import RunIf, StartPolicy
 
 if TYPE_CHECKING:
+    from starlette.requests import Request
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _START_POLICIES: Final = get_args(StartPolicy)
@@ -151,3 +155,22 @@ def _attach(scope: Scope, background: Background) -> None:
     scope[SCOPE_KEY] = background
     # A copy, so that a server sharing one lifespan state dict across requests is not changed.
     scope["state"] = {**scope.get("state", {}), "background": background}
+
+
+async def queue_full_response(request: Request, exc: Exception) -> Response:
+    """Answer ``BackgroundQueueFull`` with ``503 Service Unavailable`` and ``Retry-After``.
+
+    Example:
+        ```python
+        app = Starlette(
+            middleware=[Middleware(BackgroundMiddleware, scheduler=Scheduler(max_pending=1000))],
+            exception_handlers={BackgroundQueueFull: queue_full_response},
+        )
+        ```
+    """
+    retry_after = exc.retry_after if isinstance(exc, BackgroundQueueFull) else 1
+    return PlainTextResponse(
+        "Too much background work is waiting; try again shortly.",
+        status_code=503,
+        headers={"Retry-After": str(retry_after)},
+    )

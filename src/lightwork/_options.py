@@ -61,6 +61,7 @@ class TaskOptions:
     on_complete: Callable[[Any], object] | None = None
     on_error: Callable[[BaseException], object] | None = None
     run_if: RunIf | None = None
+    shield: bool | None = None
 
     def __post_init__(self) -> None:
         if self.name is not None and (not isinstance(self.name, str) or not self.name):
@@ -76,6 +77,8 @@ class TaskOptions:
                 raise TypeError(f"{option} must be callable, not {callback!r}")
         if self.run_if is not None:
             check_run_if(self.run_if)
+        if self.shield is not None and not isinstance(self.shield, bool):
+            raise TypeError(f"shield must be True or False, not {self.shield!r}")
 
     def over(self, base: TaskOptions) -> TaskOptions:
         """Return these options with every unset field taken from *base*."""
@@ -91,4 +94,5 @@ class TaskOptions:
             on_complete=self.on_complete if self.on_complete is not None else base.on_complete,
             on_error=self.on_error if self.on_error is not None else base.on_error,
             run_if=self.run_if if self.run_if is not None else base.run_if,
+            shield=self.shield if self.shield is not None else base.shield,
         )

@@ -14,13 +14,15 @@ import itertools
 import math
 from contextvars import Context
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeAlias, TypeVar, get_args
 
 import anyio
 
 from . import _logging as log
+from ._admission import OVERFLOW_POLICIES, Admission, Overflow, check_limit
 from ._deadlines import Deadlines
 from ._exceptions import (
+    BackgroundQueueFull,
     SchedulerClosedError,
     TaskCancelledError,
     TaskDroppedError,
@@ -36,7 +38,7 @@ from ._stats import TaskStats
 from ._watchdog import LoopWatchdog
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine
+    from collections.abc import Callable, Coroutine, Mapping
 
     from ._backend import OffloadBackend
     from ._offloader import Offloader
@@ -48,6 +50,8 @@ CANCEL_GRACE_S: Final = 1.0
 """How long shutdown waits for cancelled tasks to unwind before reporting them abandoned."""
 
 _Phase = Literal["idle", "running", "closing", "closed"]
+PendingAtShutdown: TypeAlias = Literal["run", "drop"]
+_PENDING_AT_SHUTDOWN: Final = get_args(PendingAtShutdown)
 _task_ids = itertools.count(1)
 _EMPTY_CONTEXT: Final = Context()  # replaces an ended task's context, so it can be freed
 
@@ -77,6 +81,9 @@ class Scheduler(TaskSource):
         timeout: default seconds a task may run before it is cancelled; ``None`` for no limit.
         slow_threshold: default seconds after which a still-running task is reported as
             slow (``background_task_slow``); ``None`` to never report.
+        block_threshold: default seconds one step of a task may hold the event loop before
+            the task is reported as blocking it (``background_task_blocking``); ``None``
+            to never report (steps are still timed, for ``blocked`` and the stats).
         drain_timeout: seconds that shutdown waits for running tasks before cancelling them.
         max_threads: how many sync callables may run at once in lightwork's own worker
             threads, apart from the pool Starlette uses for sync endpoints.
@@ -86,6 +93,16 @@ class Scheduler(TaskSource):
             that was running; ``None`` (default) runs no watchdog.
         offload: where ``offload()`` sends jobs: an ``Offloader``, or a backend to make one
             with (default: ``LocalBackend()``, a local process pool).
+        max_concurrency: how many tasks may run at once; more wait in a queue, in order.
+        max_pending: how many tasks may wait in that queue; past it, ``overflow`` applies.
+        limits: how many tasks of a name may run at once, e.g. ``{"send-email": 4}``.
+        overflow: what ``add_task`` does when the queue is full: ``"reject"`` (raise
+            ``BackgroundQueueFull``), ``"wait"`` (raise it too; ``add_task_wait`` waits for
+            room) or ``"drop"`` (drop the task, logged).
+        pending_at_shutdown: what shutdown does with queued tasks that have not started:
+            ``"run"`` them as slots free up, until ``drain_timeout``, or ``"drop"`` them.
+        shield_timeout: seconds after shutdown begins that tasks added with ``shield=True``
+            are cancelled, if still running; other tasks go at ``drain_timeout``.
 
     Example:
         ```python
@@ -108,14 +125,27 @@ class Scheduler(TaskSource):
         log_args: bool = False,
         watchdog: float | None = None,
         offload: Offloader | OffloadBackend | None = None,
+        max_concurrency: int | None = None,
+        max_pending: int | None = None,
+        limits: Mapping[str, int] | None = None,
+        overflow: Overflow = "reject",
+        pending_at_shutdown: PendingAtShutdown = "run",
+        shield_timeout: float = 30.0,
     ) -> None:
         check_duration("timeout", timeout)
         check_duration("slow_threshold", slow_threshold)
         check_duration("block_threshold", block_threshold)
         check_duration("drain_timeout", drain_timeout, allow_none=False)
         check_duration("watchdog", watchdog)
-        if isinstance(max_threads, bool) or not isinstance(max_threads, int) or max_threads < 1:
-            raise ValueError(f"max_threads must be a positive integer, not {max_threads!r}")
+        check_duration("shield_timeout", shield_timeout, allow_none=False)
+        check_limit("max_threads", max_threads)
+        if overflow not in OVERFLOW_POLICIES:
+            raise ValueError(f"overflow must be one of {OVERFLOW_POLICIES}, not {overflow!r}")
+        if pending_at_shutdown not in _PENDING_AT_SHUTDOWN:
+            raise ValueError(
+                f"pending_at_shutdown must be one of {_PENDING_AT_SHUTDOWN}, "
+                f"not {pending_at_shutdown!r}"
+            )
         self.timeout = timeout
         self.slow_threshold = slow_threshold
         self.block_threshold = block_threshold
@@ -126,6 +156,13 @@ class Scheduler(TaskSource):
         """The thread that reports a stuck event loop (``event_loop_blocked``), if asked for."""
         self.offloader = offloader_for(offload)
         """Where ``offload()`` sends jobs: the ``offload=`` argument, or the local process pool."""
+        self.overflow: Overflow = overflow
+        self.pending_at_shutdown: PendingAtShutdown = pending_at_shutdown
+        self.shield_timeout = shield_timeout
+        limited = max_concurrency is not None or max_pending is not None or limits
+        self._admission = (
+            Admission(max_concurrency, max_pending, limits or {}) if limited else None
+        )  # None: nothing to count on the hot path
         self._phase: _Phase = "idle"
         self._loop: asyncio.AbstractEventLoop | None = None
         self._deadlines = Deadlines(None)
@@ -203,13 +240,16 @@ class Scheduler(TaskSource):
             return
         self._phase = "closing"
         loop = asyncio.get_running_loop()
-        await self._wait_all(loop.time() + self.drain_timeout)
-        if self._running or self._callbacks:
-            for handle in list(self._running):
-                self._cancel(handle, "shutdown")
-            for callback in self._callbacks:
-                callback.cancel()
-            await self._wait_all(loop.time() + CANCEL_GRACE_S)
+        began = loop.time()
+        if self.pending_at_shutdown == "drop":
+            self._drop_queued("shutdown began (pending_at_shutdown='drop')")
+        await self._wait_all(began + self.drain_timeout)
+        self._drop_queued("the shutdown's drain deadline passed before it could start")
+        self._cancel_running("shutdown", keep_shielded=True)
+        if any(h.shield for h in self._running):  # until their own deadline
+            await self._wait_all(began + self.shield_timeout, shielded_only=True)
+            self._cancel_running("shutdown", keep_shielded=False)
+        await self._wait_all(loop.time() + CANCEL_GRACE_S)
         for handle in self._running:
             log.logger.error(log.TASK_ABANDONED, **self._fields(handle))
         self._phase = "closed"
@@ -225,12 +265,29 @@ class Scheduler(TaskSource):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def _wait_all(self, deadline: float) -> None:
+    def _drop_queued(self, reason: str) -> None:
+        if self._admission is not None:
+            for handle in list(self._admission.queue):
+                self._drop(handle, reason)
+
+    def _cancel_running(self, reason: str, *, keep_shielded: bool) -> None:
+        for handle in list(self._running):
+            if not (keep_shielded and handle.shield):
+                self._cancel(handle, reason)
+        if not keep_shielded or not self._running:
+            for callback in self._callbacks:
+                callback.cancel()
+
+    async def _wait_all(self, deadline: float, *, shielded_only: bool = False) -> None:
         loop = asyncio.get_running_loop()
-        # Async callbacks may add work while we wait: look again until none is left.
-        while pending := {h._task for h in self._running if h._task} | self._callbacks:
+        while True:  # async callbacks may add work while we wait: look again until none is left
+            pending = {
+                h._task for h in self._running if h._task and (h.shield or not shielded_only)
+            }
+            if not shielded_only:
+                pending |= self._callbacks
             remaining = deadline - loop.time()
-            if remaining <= 0:
+            if not pending or remaining <= 0:
                 return
             await asyncio.wait(pending, timeout=remaining)
 
@@ -284,11 +341,12 @@ class Scheduler(TaskSource):
         on_complete: Callable[[Any], object] | None,
         on_error: Callable[[BaseException], object] | None,
         run_if: RunIf | None,
+        shield: bool,
         context: Context,
     ) -> TaskHandle[T]:
         handle = TaskHandle(
             self, next(_task_ids), name, coro, context,
-            timeout, slow_threshold, block_threshold, on_complete, on_error, run_if,
+            timeout, slow_threshold, block_threshold, on_complete, on_error, run_if, shield,
         )  # fmt: skip
         self._stats.added(name)
         if observers:
@@ -296,8 +354,12 @@ class Scheduler(TaskSource):
                 observer.task_added(handle)
         return handle
 
-    def _accept(self, handle: TaskHandle[Any]) -> None:
-        """Start *handle* now, from the loop or from any other thread."""
+    def _accept(self, handle: TaskHandle[Any], *, may_raise: bool = True) -> None:
+        """Start *handle* now, from the loop or from any other thread.
+
+        *may_raise* says whether the caller can hear of a full queue (``add_task`` can;
+        a task released after its response cannot, and is dropped instead).
+        """
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -310,10 +372,10 @@ class Scheduler(TaskSource):
                 "does, or `async with scheduler`)"
             ) from None
         if loop is self._loop and self._phase == "running":
-            self._start(handle)
+            self._start(handle, may_raise)
         elif self._phase != "closing" and self._fresh_loop(loop):
             self._start_on_first_use(loop)
-            self._start(handle)
+            self._start(handle, may_raise)
         elif self._phase == "running":
             self._drop(handle, "added on another running event loop than the scheduler's")
             raise RuntimeError("tasks must be added on the scheduler's own event loop")
@@ -337,11 +399,42 @@ class Scheduler(TaskSource):
         if self._phase == "closing" or (self._phase == "closed" and not self._fresh_loop()):
             self._drop(handle, f"scheduler {self._phase} before the response was sent")
         else:
-            self._accept(handle)
+            self._accept(handle, may_raise=False)
 
-    def _start(self, handle: TaskHandle[Any]) -> None:
+    def _start(self, handle: TaskHandle[Any], may_raise: bool = False) -> None:
         if handle.state is not TaskState.PENDING:  # cancelled before it could start
             return
+        admission = self._admission
+        if admission is not None:
+            if not admission.has_slot(handle.name):
+                if admission.queue_full():
+                    self._overflow(handle, may_raise)
+                else:
+                    admission.queue.append(handle)
+                return
+            admission.take_slot(handle.name)
+        self._launch(handle)
+
+    def _overflow(self, handle: TaskHandle[Any], may_raise: bool) -> None:
+        assert self._admission is not None
+        reason = f"the queue is full ({self._admission.max_pending} tasks waiting)"
+        self._drop(handle, reason)
+        if may_raise and self.overflow != "drop":
+            hint = (
+                "`await add_task_wait(...)` waits for room"
+                if self.overflow == "wait"
+                else "try again later, or raise max_pending"
+            )
+            raise BackgroundQueueFull(f"task {handle.name!r} not accepted: {reason}; {hint}")
+
+    def _start_queued(self) -> None:
+        admission = self._admission
+        assert admission is not None
+        while (handle := admission.next_startable()) is not None:
+            admission.take_slot(handle.name)
+            self._launch(handle)
+
+    def _launch(self, handle: TaskHandle[Any]) -> None:
         loop = self._loop
         assert loop is not None
         coro, handle._coro = handle._coro, None
@@ -436,6 +529,8 @@ class Scheduler(TaskSource):
             self._close_unstarted(handle, TaskState.DROPPED, reason)
 
     def _close_unstarted(self, handle: TaskHandle[Any], state: TaskState, reason: str) -> None:
+        if self._admission is not None:
+            self._admission.forget(handle)
         if handle._coro is not None:
             handle._coro.close()
             handle._coro = None
@@ -485,6 +580,9 @@ class Scheduler(TaskSource):
         else:
             state, outcome = TaskState.COMPLETED, task.result()
         self._finish(handle, state, outcome, reason)
+        if self._admission is not None:
+            self._admission.free_slot(handle.name)
+            self._start_queued()
 
     def _finish(
         self, handle: TaskHandle[Any], state: TaskState, outcome: object, reason: str | None

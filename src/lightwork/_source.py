@@ -28,6 +28,7 @@ T = TypeVar("T")
 
 OPTION_NAMES: Final = (
     "name", "timeout", "slow_threshold", "block_threshold", "on_complete", "on_error", "run_if",
+    "shield",
 )  # fmt: skip
 _args_repr = reprlib.Repr()
 _args_repr.maxlevel, _args_repr.maxstring, _args_repr.maxother = 3, 60, 60
@@ -58,6 +59,7 @@ class TaskSource:
         on_complete: Callable[[T], object] | None = None,
         on_error: Callable[[BaseException], object] | None = None,
         run_if: RunIf | None = None,
+        shield: bool | None = None,
     ) -> TaskHandle[T]: ...
     @overload
     def add_task(
@@ -75,7 +77,7 @@ class TaskSource:
         - ``add_task(fn, *args, **kwargs)``, as in Starlette: every argument goes to ``fn``.
           An async ``fn`` runs on the event loop; a sync one in lightwork's worker threads.
         - ``add_task(coro, *, name=, timeout=, slow_threshold=, block_threshold=,
-          on_complete=, on_error=, run_if=)``, with a coroutine object: the keywords are
+          on_complete=, on_error=, run_if=, shield=)``, with a coroutine object: the keywords are
           lightwork's options, so they never collide with the task's own arguments.
 
         Args:
@@ -112,6 +114,45 @@ class TaskSource:
             raise TypeError(_not_a_task(target))
         self._accept(handle)
         return handle
+
+    @overload
+    async def add_task_wait(
+        self,
+        coro: Coroutine[Any, Any, T],
+        /,
+        *,
+        name: str | None = None,
+        timeout: float | _Unset | None = UNSET,  # noqa: ASYNC109 -- the task's, not ours
+        slow_threshold: float | _Unset | None = UNSET,
+        block_threshold: float | _Unset | None = UNSET,
+        on_complete: Callable[[T], object] | None = None,
+        on_error: Callable[[BaseException], object] | None = None,
+        run_if: RunIf | None = None,
+        shield: bool | None = None,
+    ) -> TaskHandle[T]: ...
+    @overload
+    async def add_task_wait(
+        self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> TaskHandle[T]: ...
+    @overload
+    async def add_task_wait(
+        self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> TaskHandle[T]: ...
+    async def add_task_wait(self, target: Any, /, *args: Any, **kwargs: Any) -> TaskHandle[Any]:
+        """Like ``add_task``, but first wait for room in the scheduler's queue.
+
+        For back-pressure: a request that adds work faster than it drains waits here instead
+        of failing with ``BackgroundQueueFull``. Without ``max_pending`` it never waits.
+
+        Example:
+            ```python
+            await background.add_task_wait(send_receipt, order_id)
+            ```
+        """
+        admission = self._scheduler._admission
+        if admission is not None:
+            await admission.wait_for_room()
+        return self.add_task(target, *args, **kwargs)
 
     @overload
     def offload(
@@ -216,7 +257,7 @@ def _new_handle(
         return scheduler._new_handle(
             coro, default_name, scheduler.timeout, scheduler.slow_threshold,
             scheduler.block_threshold,
-            None, None, None, context,
+            None, None, None, False, context,  # noqa: FBT003
         )  # fmt: skip
     return scheduler._new_handle(
         coro,
@@ -227,6 +268,7 @@ def _new_handle(
         options.on_complete,
         options.on_error,
         options.run_if,
+        bool(options.shield),
         context,
     )
 

@@ -1,0 +1,249 @@
+"""Limits and back-pressure: concurrency, the queue, overflow policies, and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+from collections.abc import MutableMapping
+from typing import Any
+
+import pytest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+import lightwork
+from lightwork import BackgroundMiddleware, BackgroundQueueFull, Scheduler, TaskState
+from lightwork.testing import TaskRecorder
+from tests.support import events, wait_until
+
+Logs = list[MutableMapping[str, Any]]
+tenant: contextvars.ContextVar[str] = contextvars.ContextVar("tenant", default="-")
+
+
+async def wait_for(gate: asyncio.Event) -> str:
+    await gate.wait()
+    return tenant.get()
+
+
+async def test_max_concurrency_queues_the_rest_in_order() -> None:
+    gate = asyncio.Event()
+    started: list[int] = []
+
+    async def job(n: int) -> None:
+        started.append(n)
+        await gate.wait()
+
+    async with Scheduler(max_concurrency=2) as scheduler:
+        handles = [scheduler.add_task(job, n) for n in range(5)]
+        await wait_until(lambda: len(started) == 2)
+        assert [h.state for h in handles] == [TaskState.RUNNING] * 2 + [TaskState.PENDING] * 3
+        assert scheduler.running == 2
+        gate.set()
+        for handle in handles:
+            await handle
+    assert started == [0, 1, 2, 3, 4]
+
+
+async def test_a_per_name_limit_holds_that_name_back_only() -> None:
+    gate = asyncio.Event()
+    async with Scheduler(limits={"email": 1}) as scheduler:
+        first = scheduler.add_task(wait_for(gate), name="email")
+        second = scheduler.add_task(wait_for(gate), name="email")
+        other = scheduler.add_task(wait_for(gate), name="report")
+        await asyncio.sleep(0)
+        assert (first.state, second.state, other.state) == (
+            TaskState.RUNNING, TaskState.PENDING, TaskState.RUNNING,
+        )  # fmt: skip
+        gate.set()
+        await asyncio.gather(first, second, other)
+
+
+async def test_a_queued_task_runs_in_the_context_of_the_code_that_added_it() -> None:
+    gate = asyncio.Event()
+    async with Scheduler(max_concurrency=1) as scheduler:
+        tenant.set("first")
+        blocker = scheduler.add_task(wait_for(gate))
+        tenant.set("second")
+        queued = scheduler.add_task(wait_for, gate)
+        tenant.set("third")  # the context at the time the queued task finally starts
+        gate.set()
+        assert (await blocker, await queued) == ("first", "second")
+
+
+async def test_reject_raises_a_clear_error_and_closes_the_coroutine(logs: Logs) -> None:
+    gate = asyncio.Event()
+    async with Scheduler(max_concurrency=1, max_pending=1) as scheduler:
+        scheduler.add_task(wait_for(gate))
+        scheduler.add_task(wait_for(gate))
+        coro = wait_for(gate)
+        with pytest.raises(BackgroundQueueFull, match=r"queue is full \(1 tasks waiting\)"):
+            scheduler.add_task(coro, name="third")
+        assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED
+        [dropped] = events(logs, "background_task_dropped")
+        assert dropped["task"] == "third"
+        gate.set()
+
+
+async def test_drop_returns_a_dropped_handle_without_raising() -> None:
+    gate = asyncio.Event()
+    async with Scheduler(max_concurrency=1, max_pending=1, overflow="drop") as scheduler:
+        scheduler.add_task(wait_for(gate))
+        scheduler.add_task(wait_for(gate))
+        handle = scheduler.add_task(wait_for(gate))
+        assert handle.state is TaskState.DROPPED
+        with pytest.raises(lightwork.TaskDroppedError, match="queue is full"):
+            await handle
+        gate.set()
+
+
+async def test_add_task_wait_waits_for_room_in_the_queue() -> None:
+    gate = asyncio.Event()
+    async with Scheduler(max_concurrency=1, max_pending=1, overflow="wait") as scheduler:
+        scheduler.add_task(wait_for(gate))
+        scheduler.add_task(wait_for(gate))
+        with pytest.raises(BackgroundQueueFull, match="add_task_wait"):
+            scheduler.add_task(wait_for(gate))
+        waiting = asyncio.ensure_future(scheduler.add_task_wait(wait_for, gate))
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        gate.set()
+        handle = await waiting
+        assert await handle == "-"
+
+
+async def test_cancelling_a_queued_task_frees_its_place(logs: Logs) -> None:
+    gate = asyncio.Event()
+    async with Scheduler(max_concurrency=1, max_pending=1) as scheduler:
+        scheduler.add_task(wait_for(gate))
+        queued = scheduler.add_task(wait_for(gate))
+        assert queued.cancel() is True
+        assert queued.state is TaskState.CANCELLED
+        replacement = scheduler.add_task(wait_for(gate))  # room again
+        gate.set()
+        await replacement
+
+
+def test_a_full_queue_answers_503_with_retry_after(lightwork_tasks: TaskRecorder) -> None:
+    async def endpoint(request: Request) -> Response:
+        background = lightwork.get_background(request)
+        for _ in range(3):
+            background.add_task(asyncio.sleep(0.01))
+        return PlainTextResponse("accepted")
+
+    app = Starlette(
+        routes=[Route("/", endpoint)],
+        middleware=[
+            Middleware(
+                BackgroundMiddleware,
+                scheduler=Scheduler(max_concurrency=1, max_pending=1),
+                start="immediately",
+            )
+        ],
+        exception_handlers={BackgroundQueueFull: lightwork.queue_full_response},
+    )
+    with TestClient(app) as client:
+        response = client.get("/")
+        lightwork_tasks.wait()
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
+
+
+def test_tasks_released_into_a_full_queue_are_dropped_and_logged(
+    logs: Logs, lightwork_tasks: TaskRecorder
+) -> None:
+    async def endpoint(request: Request) -> Response:
+        background = lightwork.get_background(request)
+        for _ in range(3):
+            background.add_task(asyncio.sleep(0.05))
+        return PlainTextResponse("accepted")  # released after this: nobody to raise to
+
+    app = Starlette(
+        routes=[Route("/", endpoint)],
+        middleware=[
+            Middleware(BackgroundMiddleware, scheduler=Scheduler(max_concurrency=1, max_pending=1))
+        ],
+    )
+    with TestClient(app) as client:
+        assert client.get("/").status_code == 200
+        lightwork_tasks.wait()
+    assert [h.state for h in lightwork_tasks.tasks] == [
+        TaskState.COMPLETED, TaskState.COMPLETED, TaskState.DROPPED,
+    ]  # fmt: skip
+    assert "queue is full" in events(logs, "background_task_dropped")[0]["reason"]
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [("run", TaskState.COMPLETED), ("drop", TaskState.DROPPED)],
+)
+async def test_shutdown_runs_or_drops_queued_tasks_as_asked(
+    policy: Any, expected: TaskState, logs: Logs
+) -> None:
+    scheduler = Scheduler(max_concurrency=1, pending_at_shutdown=policy, drain_timeout=5)
+    await scheduler.start()
+    running = scheduler.add_task(asyncio.sleep(0.02))
+    queued = scheduler.add_task(asyncio.sleep(0.02))
+    await scheduler.aclose()
+    assert (running.state, queued.state) == (TaskState.COMPLETED, expected)
+    [closed] = events(logs, "background_scheduler_closed")
+    assert closed["completed"] + closed["dropped"] == closed["added"] == 2
+
+
+async def test_queued_tasks_not_started_by_the_drain_deadline_are_dropped(logs: Logs) -> None:
+    scheduler = Scheduler(max_concurrency=1, drain_timeout=0.05)
+    await scheduler.start()
+    stuck = scheduler.add_task(asyncio.sleep(10))
+    queued = scheduler.add_task(asyncio.sleep(0))
+    await scheduler.aclose()
+    assert (stuck.state, queued.state) == (TaskState.CANCELLED, TaskState.DROPPED)
+    assert "drain deadline" in events(logs, "background_task_dropped")[0]["reason"]
+
+
+async def test_a_shielded_task_outlives_the_drain_deadline_until_its_own() -> None:
+    scheduler = Scheduler(drain_timeout=0.02, shield_timeout=5)
+    await scheduler.start()
+    gate = asyncio.Event()
+    plain = scheduler.add_task(wait_for(gate))
+    shielded = scheduler.add_task(wait_for(gate), shield=True)
+    closing = asyncio.ensure_future(scheduler.aclose())
+    await wait_until(lambda: plain.done())
+    assert plain.state is TaskState.CANCELLED
+    assert shielded.state is TaskState.RUNNING
+    gate.set()
+    await closing
+    assert shielded.state is TaskState.COMPLETED
+
+
+async def test_a_shielded_task_is_cancelled_at_the_shield_timeout() -> None:
+    scheduler = Scheduler(drain_timeout=0.01, shield_timeout=0.05)
+    await scheduler.start()
+    shielded = scheduler.add_task(asyncio.sleep(10), shield=True)
+    await scheduler.aclose()
+    assert shielded.state is TaskState.CANCELLED
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"max_concurrency": 0}, "max_concurrency must be a positive integer or None"),
+        ({"max_pending": -1}, "max_pending must be a positive integer or None"),
+        ({"limits": {"email": 0}}, r"limits\['email'\] must be a positive integer"),
+        ({"overflow": "explode"}, "overflow must be one of"),
+        ({"pending_at_shutdown": "later"}, "pending_at_shutdown must be one of"),
+        ({"shield_timeout": 0}, "shield_timeout must be a positive"),
+    ],
+)
+def test_limit_options_are_checked(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Scheduler(**options)
+
+
+async def test_shield_must_be_a_bool() -> None:
+    async with Scheduler() as scheduler:
+        with pytest.raises(TypeError, match="shield must be True or False"):
+            scheduler.add_task(asyncio.sleep(0), shield="yes")  # type: ignore[arg-type]
