@@ -52,8 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--wave", type=int, default=1000, help="tasks spawned per loop iteration (default 1,000)"
     )
-    parser.add_argument("--repeat", type=int, help="timed rounds per process (default 3)")
-    parser.add_argument("--rounds", type=int, help="passes over all contenders (default 3)")
+    parser.add_argument("--repeat", type=int, help="timed rounds per process (default 5)")
+    parser.add_argument("--rounds", type=int, help="passes over all contenders (default 1)")
     parser.add_argument("--memory-n", type=int, help="parked tasks (default 100,000)")
     parser.add_argument("--seconds", type=int, help="seconds per HTTP load run (default 5)")
     parser.add_argument("--http-rounds", type=int, help="passes over all endpoints (default 3)")
@@ -72,8 +72,8 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         "quick": quick,
         "n": args.n or (2_000 if quick else 100_000),
         "wave": args.wave,
-        "repeat": args.repeat or (1 if quick else 3),
-        "rounds": args.rounds or (1 if quick else 3),
+        "repeat": args.repeat or (1 if quick else 5),
+        "rounds": args.rounds or 1,
         "memory_n": args.memory_n or (2_000 if quick else 100_000),
         "seconds": args.seconds or (1 if quick else 5),
         "http_rounds": args.http_rounds or (1 if quick else 3),
@@ -90,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = _settings(args)
     machine = describe()
     print(f"lightwork benchmarks on {machine['cpu']} x{machine['cpus']}, {machine['python']}")
+    print(f"lightwork from {machine['lightwork_source']}")
     started = time.monotonic()
     micro: list[MicroResult] = []
     memory: list[MemoryResult] = []

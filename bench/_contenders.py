@@ -200,8 +200,9 @@ def _block_detection() -> Callable[[], AbstractAsyncContextManager[Round]]:
     return open_
 
 
+FLOOR: Final = Contender("floor", "create_task + set (floor)", _floor)
 CONTENDERS: Final = (
-    Contender("floor", "create_task + set (floor)", _floor),
+    FLOOR,
     Contender("taskgroup", "asyncio.TaskGroup", _task_group),
     Contender("anyio", "anyio task group", _anyio_task_group),
     Contender("aiojobs", "aiojobs.Scheduler", _aiojobs),

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime
+import importlib.util
 import os
 import platform
 import shutil
 import subprocess
 from importlib import metadata
+from pathlib import Path
 from typing import Final
 
 PACKAGES: Final = ("lightwork", "starlette", "anyio", "aiojobs", "uvloop", "uvicorn", "httptools")
@@ -33,6 +35,30 @@ def _wrk_version() -> str | None:
     return first[0] if first else "wrk"
 
 
+def _lightwork_source() -> str:
+    """Where the measured lightwork was imported from, and its commit when that is a checkout."""
+    spec = importlib.util.find_spec("lightwork")
+    where = str(Path(spec.origin).parent) if spec and spec.origin else "unknown"
+    git = shutil.which("git")
+    if git is None or not Path(where).is_dir():
+        return where
+    head = subprocess.run(
+        [git, "-C", where, "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if head.returncode != 0:
+        return where
+    dirty = subprocess.run(
+        [git, "-C", where, "status", "--porcelain", "--", "."],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return f"{where} at {head.stdout.strip()}{' with uncommitted changes' if dirty else ''}"
+
+
 def describe() -> dict[str, object]:
     """Return the machine, the interpreter and the versions of every contender."""
     versions = {}
@@ -49,5 +75,6 @@ def describe() -> dict[str, object]:
         "platform": platform.platform(),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "packages": versions,
+        "lightwork_source": _lightwork_source(),
         "wrk": _wrk_version(),
     }

@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     from ._runtime import LoopName
 
 WORKER_TIMEOUT_S: Final = 600.0
-FLOOR: Final = "floor"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,8 +30,10 @@ class MicroResult:
     ns_per_task: float | None
     """Median over the repetitions; ``None`` when skipped."""
     samples: list[float]
+    floor_samples: list[float]
+    """The floor's figure in the round just before each of ``samples``, in the same process."""
     ratio: float | None
-    """``ns_per_task`` over the floor's, measured in the same run."""
+    """Median over the rounds of the round's figure over its paired floor round."""
     skipped: str | None = None
 
 
@@ -77,29 +78,31 @@ def run_micro(
     repeat: int,
     rounds: int,
 ) -> list[MicroResult]:
-    """Measure every contender on every loop and workload; ratios are to the floor's median.
+    """Measure every contender on every loop and workload, each against the floor.
 
-    Each round runs every contender once, in a fresh process (warm-up, then *repeat* timed
-    rounds of *n* tasks): interleaving the contenders spreads any slowdown of a shared
-    machine over all of them instead of loading it onto one.
+    Every contender runs in a fresh process (a warm-up, then *repeat* timed rounds of *n*
+    tasks, each just after a round of the floor); *rounds* passes over all contenders
+    spread a slow spell of a shared machine over all of them.
     """
-    keys = [FLOOR, *(key for key in contenders if key != FLOOR)]
     samples: dict[tuple[str, str, str], list[float]] = {}
+    floors: dict[tuple[str, str, str], list[float]] = {}
     skipped: dict[tuple[str, str, str], str] = {}
     for round_number in range(1, rounds + 1):
         for loop in loops:
             for workload in workloads:
                 print(f"  round {round_number}/{rounds}  {loop:8} {workload:7}", end="", flush=True)
-                for key in keys:
+                for key in contenders:
                     spec = {
                         "part": "micro", "contender": key, "loop": loop, "workload": workload,
                         "n": n, "wave": wave, "repeat": repeat,
                     }  # fmt: skip
                     answer = run_worker(spec)
+                    cell = (key, loop, workload)
                     if "skipped" in answer:
-                        skipped[key, loop, workload] = answer["skipped"]
+                        skipped[cell] = answer["skipped"]
                     else:
-                        samples.setdefault((key, loop, workload), []).extend(answer["ns_per_task"])
+                        samples.setdefault(cell, []).extend(answer["ns_per_task"])
+                        floors.setdefault(cell, []).extend(answer["floor_ns_per_task"])
                     print(".", end="", flush=True)
                 print()
     for reason in sorted(set(skipped.values())):
@@ -107,17 +110,19 @@ def run_micro(
     results: list[MicroResult] = []
     for loop in loops:
         for workload in workloads:
-            floor = statistics.median(samples[FLOOR, loop, workload])
-            for key in keys:
-                label = BY_KEY[key].label
-                if (key, loop, workload) in skipped:
-                    reason = skipped[key, loop, workload]
-                    results.append(MicroResult(key, label, loop, workload, None, [], None, reason))
+            for key in contenders:
+                cell, label = (key, loop, workload), BY_KEY[key].label
+                if cell in skipped:
+                    results.append(
+                        MicroResult(key, label, loop, workload, None, [], [], None, skipped[cell])
+                    )
                     continue
-                taken = samples[key, loop, workload]
-                median = statistics.median(taken)
+                taken, floor = samples[cell], floors[cell]
+                ratio = statistics.median(c / f for c, f in zip(taken, floor, strict=True))
                 results.append(
-                    MicroResult(key, label, loop, workload, median, taken, median / floor)
+                    MicroResult(
+                        key, label, loop, workload, statistics.median(taken), taken, floor, ratio
+                    )
                 )
     return results
 

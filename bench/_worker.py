@@ -16,7 +16,7 @@ import time
 import tracemalloc
 from typing import TYPE_CHECKING, Any, Final
 
-from ._contenders import BY_KEY, Contender, UnavailableError, waves
+from ._contenders import BY_KEY, FLOOR, Contender, UnavailableError, waves
 from ._runtime import configure_logging, run_on
 
 if TYPE_CHECKING:
@@ -48,20 +48,35 @@ async def _settle() -> None:
         await asyncio.sleep(0)
 
 
+async def _timed(round_: Round, fn: TaskFn, n: int, wave: int) -> float:
+    """Run one round of *n* tasks after a full collection; return ns per task."""
+    gc.collect()
+    start = time.perf_counter_ns()
+    await round_(waves(n, wave), fn, _nothing)
+    return (time.perf_counter_ns() - start) / n
+
+
 async def micro(
     contender: Contender, workload: str, n: int, wave: int, repeat: int
 ) -> dict[str, Any]:
-    """Time *repeat* rounds of *n* tasks, after one round of warm-up; ns per task each."""
+    """Time *repeat* rounds of *n* tasks after a warm-up, each paired with a round of the floor.
+
+    The floor runs just before each round of the contender, in the same process: a ratio
+    taken within a pair stays true when a shared machine slows down for a while.
+    """
     fn = WORKLOADS[workload]
     samples: list[float] = []
-    async with contender.open() as round_:
-        await round_(waves(n, wave), fn, _nothing)
+    floor_samples: list[float] = []
+    async with FLOOR.open() as floor, contender.open() as round_:
+        paired = contender is not FLOOR
+        await _timed(floor, fn, n, wave)
+        if paired:
+            await _timed(round_, fn, n, wave)
         for _ in range(repeat):
-            gc.collect()
-            start = time.perf_counter_ns()
-            await round_(waves(n, wave), fn, _nothing)
-            samples.append((time.perf_counter_ns() - start) / n)
-    return {"ns_per_task": samples}
+            floor_samples.append(await _timed(floor, fn, n, wave))
+            if paired:
+                samples.append(await _timed(round_, fn, n, wave))
+    return {"ns_per_task": samples or floor_samples, "floor_ns_per_task": floor_samples}
 
 
 class _Gate:
