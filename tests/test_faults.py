@@ -255,13 +255,6 @@ def failing_events() -> Iterator[set[str]]:
         structlog.reset_defaults()
 
 
-LOGGER_BUG = (
-    "lightwork lets an exception raised by the application's structlog processors escape: "
-    "see the lead's report (Scheduler._finish, start, aclose, Background._release)"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=LOGGER_BUG, raises=RuntimeError)
 async def test_a_logger_that_raises_does_not_stop_the_scheduler_starting_or_closing(
     failing_events: set[str],
 ) -> None:
@@ -274,7 +267,6 @@ async def test_a_logger_that_raises_does_not_stop_the_scheduler_starting_or_clos
     assert handle.result() == 2
 
 
-@pytest.mark.xfail(strict=True, reason=LOGGER_BUG, raises=TimeoutError)
 async def test_a_logger_that_raises_does_not_keep_tasks_from_ending(
     failing_events: set[str],
 ) -> None:
@@ -296,7 +288,6 @@ async def test_a_logger_that_raises_does_not_keep_tasks_from_ending(
         assert await scheduler.add_task(double, 2) == 4  # and the scheduler goes on
 
 
-@pytest.mark.xfail(strict=True, reason=LOGGER_BUG, raises=RuntimeError)
 def test_a_logger_that_raises_does_not_reach_the_request(
     failing_events: set[str], lightwork_tasks: TaskRecorder
 ) -> None:
@@ -385,12 +376,6 @@ async def test_adding_from_a_thread_to_a_scheduler_that_is_not_running_says_so()
         await asyncio.to_thread(scheduler.add_task, double, 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a task added from a thread is handed to the loop with call_soon_threadsafe and "
-    "tracked nowhere until it starts: aclose() neither waits for nor drops it, so it starts "
-    "after background_scheduler_closed (Scheduler._accept / aclose)",
-)
 async def test_a_task_handed_over_from_a_thread_just_before_shutdown_is_not_lost(
     logs: Logs,
 ) -> None:

@@ -37,7 +37,43 @@ BLOCKING_HINT: Final = (
     "run CPU-bound work in a process (lightwork's offload bridge) or at least a thread"
 )
 
-logger: Final = structlog.get_logger(LOGGER_NAME)
+_structlog_logger: Final = structlog.get_logger(LOGGER_NAME)
+_fallback: Final = logging.getLogger(LOGGER_NAME)
+
+
+class _Logger:
+    """structlog's logger for lightwork, except that failing to log never breaks anything.
+
+    A processor of the app's that raises must not fail a task's end, kill a done-callback
+    or reach the request: the event then goes to stdlib logging, with what went wrong.
+    """
+
+    __slots__ = ()
+
+    def debug(self, event: str, **fields: Any) -> None:
+        self._emit("debug", event, fields)
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._emit("info", event, fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._emit("warning", event, fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        self._emit("error", event, fields)
+
+    @staticmethod
+    def _emit(level: str, event: str, fields: dict[str, Any]) -> None:
+        try:
+            getattr(_structlog_logger, level)(event, **fields)
+        except Exception as exc:  # noqa: BLE001 -- the app's logging is broken: say so elsewhere
+            _fallback.error(
+                "lightwork could not log %s (task %s): %s: %s",
+                event, fields.get("task"), type(exc).__name__, exc,
+            )  # fmt: skip
+
+
+logger: Final = _Logger()
 
 
 def structlog_var(key: str) -> ContextVar[Any]:
@@ -59,7 +95,7 @@ def debug_enabled() -> bool:
     Checked once when a scheduler starts, so that the per-task ``background_task_completed``
     event costs nothing when debug logging is off.
     """
-    bound: Any = logger.bind()
+    bound: Any = _structlog_logger.bind()
     if hasattr(bound, "is_enabled_for"):  # structlog's own filtering loggers
         return bool(bound.is_enabled_for(logging.DEBUG))
     if hasattr(bound, "isEnabledFor"):  # structlog.stdlib.BoundLogger

@@ -51,6 +51,8 @@ CANCEL_GRACE_S: Final = 1.0
 
 _Phase = Literal["idle", "running", "closing", "closed"]
 PendingAtShutdown: TypeAlias = Literal["run", "drop"]
+"""What shutdown does with queued tasks that have not started: ``"run"`` them as slots
+free up, until ``drain_timeout``, or ``"drop"`` them (each logged as dropped)."""
 _PENDING_AT_SHUTDOWN: Final = get_args(PendingAtShutdown)
 _task_ids = itertools.count(1)
 _EMPTY_CONTEXT: Final = Context()  # replaces an ended task's context, so it can be freed
@@ -170,6 +172,7 @@ class Scheduler(TaskSource):
         self._debug = False
         self._running: set[TaskHandle[Any]] = set()
         self._callbacks: set[asyncio.Task[None]] = set()
+        self._handed_over: set[TaskHandle[Any]] = set()  # from other threads, not yet started
         self._stats = TaskStats()
 
     def __repr__(self) -> str:
@@ -287,9 +290,14 @@ class Scheduler(TaskSource):
             if not shielded_only:
                 pending |= self._callbacks
             remaining = deadline - loop.time()
-            if not pending or remaining <= 0:
+            if remaining <= 0:
                 return
-            await asyncio.wait(pending, timeout=remaining)
+            if self._handed_over and not shielded_only:
+                await asyncio.sleep(0)  # let the tasks handed over by other threads start
+            elif pending:
+                await asyncio.wait(pending, timeout=remaining)
+            else:
+                return
 
     def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._loop is not loop:
@@ -364,6 +372,7 @@ class Scheduler(TaskSource):
             loop = asyncio.get_running_loop()
         except RuntimeError:
             if self._phase == "running" and self._loop is not None:
+                self._handed_over.add(handle)  # so that a shutdown meanwhile waits for it
                 self._loop.call_soon_threadsafe(self._start, handle)
                 return
             self._drop(handle, f"scheduler {self._phase}, added from a thread")
@@ -402,7 +411,12 @@ class Scheduler(TaskSource):
             self._accept(handle, may_raise=False)
 
     def _start(self, handle: TaskHandle[Any], may_raise: bool = False) -> None:
+        if self._handed_over:
+            self._handed_over.discard(handle)
         if handle.state is not TaskState.PENDING:  # cancelled before it could start
+            return
+        if self._phase == "closed":
+            self._drop(handle, "the scheduler closed before the task could start")
             return
         admission = self._admission
         if admission is not None:
