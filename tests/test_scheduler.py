@@ -6,6 +6,7 @@ import asyncio
 import contextvars
 import inspect
 import threading
+import time
 from collections.abc import AsyncIterator, MutableMapping
 from typing import Any
 
@@ -380,3 +381,32 @@ def test_lightworks_task_errors_survive_pickling() -> None:
     assert (type(copy), str(copy), copy.task, copy.task_id) == (
         lightwork.TaskTimeoutError, "too slow", "t", 7,
     )  # fmt: skip
+
+
+def spin(seconds: float) -> str:
+    """CPU-bound work: no await, no I/O."""
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        pass
+    return "done"
+
+
+async def test_a_sync_callable_in_a_thread_does_not_block_but_one_run_inline_does(
+    scheduler: Scheduler, logs: Logs
+) -> None:
+    assert await scheduler.add_task(spin, 0.05) == "done"
+    assert events(logs, "background_task_blocking") == []
+
+    @lightwork.task(inline=True)
+    def spin_on_the_loop(seconds: float) -> str:
+        return spin(seconds)
+
+    assert await scheduler.add_task(spin_on_the_loop, 0.05) == "done"
+    [blocking] = events(logs, "background_task_blocking")
+    assert blocking["task"] == "spin_on_the_loop"
+    assert blocking["blocked_ms"] >= 50
+
+
+def test_inline_is_for_sync_functions() -> None:
+    with pytest.raises(TypeError, match="inline=True is for sync functions"):
+        lightwork.task(inline=True)(double)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from types import CodeType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -29,6 +30,7 @@ def task(
     on_error: Callable[[BaseException], object] | None = None,
     run_if: RunIf | None = None,
     shield: bool | None = None,
+    inline: bool = False,
 ) -> Callable[[F], F]:
     """Give a function default options for every task made from it.
 
@@ -46,6 +48,9 @@ def task(
         run_if: which requests release the task (see ``RunIf``).
         shield: let the task run past the shutdown's ``drain_timeout``, up to the
             scheduler's ``shield_timeout`` (e.g. a payment capture).
+        inline: run a sync function on the event loop itself instead of in a worker
+            thread: for very short work, where a thread costs more than the call. It is
+            timed as one step, so a slow one is reported as blocking the loop.
 
     Example:
         ```python
@@ -64,12 +69,15 @@ def task(
         on_error=on_error,
         run_if=run_if,
         shield=shield,
+        inline=inline,
     )
 
     def register(fn: F) -> F:
         code = code_of(fn)
         if code is None:
             raise TypeError(f"@lightwork.task decorates functions, not {fn!r}")
+        if inline and code.co_flags & (inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR):
+            raise TypeError(f"inline=True is for sync functions; {fn.__qualname__} is async")
         _definitions[code] = options
         return fn
 

@@ -62,6 +62,7 @@ class TaskOptions:
     on_error: Callable[[BaseException], object] | None = None
     run_if: RunIf | None = None
     shield: bool | None = None
+    inline: bool = False
 
     def __post_init__(self) -> None:
         if self.name is not None and (not isinstance(self.name, str) or not self.name):
@@ -95,4 +96,5 @@ class TaskOptions:
             on_error=self.on_error if self.on_error is not None else base.on_error,
             run_if=self.run_if if self.run_if is not None else base.run_if,
             shield=self.shield if self.shield is not None else base.shield,
+            inline=self.inline or base.inline,
         )

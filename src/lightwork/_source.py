@@ -235,12 +235,15 @@ def _from_callable(
     if code is not None and code.co_flags & inspect.CO_ASYNC_GENERATOR:
         raise TypeError(f"add_task() cannot run the async generator function {fn!r}")
     coro: Coroutine[Any, Any, Any]
+    definition = definition_of(code)
     if (code is not None and code.co_flags & inspect.CO_COROUTINE) or _is_async_callable(fn):
         awaitable = fn(*args, **kwargs)
         coro = awaitable if inspect.iscoroutine(awaitable) else _await(fn, awaitable)
+    elif definition is not None and definition.inline:
+        coro = _run_inline(fn, args, kwargs)
     else:
         coro = _run_in_thread(scheduler, fn, args, kwargs)
-    handle = _new_handle(scheduler, coro, definition_of(code), _name_of(fn))
+    handle = _new_handle(scheduler, coro, definition, _name_of(fn))
     if scheduler.log_args:
         handle._args = _args_repr.repr((args, kwargs))
     return handle
@@ -309,6 +312,10 @@ async def _await(fn: object, awaitable: Any) -> Any:
     if not inspect.isawaitable(awaitable):
         raise TypeError(f"{fn!r} is marked async but returned {awaitable!r}, not an awaitable")
     return await awaitable
+
+
+async def _run_inline(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    return fn(*args, **kwargs)
 
 
 async def _run_in_thread(
