@@ -185,16 +185,22 @@ def _lightwork(
     return open_
 
 
+def _block_option(value: float | None) -> dict[str, Any]:
+    """Scheduler options that set loop-block detection, on versions of lightwork that have it."""
+    has_option = BLOCK_OPTION in inspect.signature(lightwork.Scheduler).parameters
+    return {BLOCK_OPTION: value} if has_option else {}
+
+
 def _block_detection() -> Callable[[], AbstractAsyncContextManager[Round]]:
-    plain = _lightwork(with_options=True, scheduler_options={BLOCK_OPTION: BLOCK_THRESHOLD_S})
+    detecting = _lightwork(with_options=True, scheduler_options={BLOCK_OPTION: BLOCK_THRESHOLD_S})
 
     @asynccontextmanager
     async def open_() -> AsyncIterator[Round]:
-        if BLOCK_OPTION not in inspect.signature(lightwork.Scheduler).parameters:
+        if not _block_option(BLOCK_THRESHOLD_S):
             raise UnavailableError(
                 f"lightwork.Scheduler has no {BLOCK_OPTION!r} option yet (issue 4): skipped"
             )
-        async with plain() as round_:
+        async with detecting() as round_:
             yield round_
 
     return open_
@@ -207,22 +213,22 @@ CONTENDERS: Final = (
     Contender("anyio", "anyio task group", _anyio_task_group),
     Contender("aiojobs", "aiojobs.Scheduler", _aiojobs),
     Contender("starlette", "Starlette BackgroundTasks", _starlette),
-    Contender("lightwork", "lightwork add_task(fn)", _lightwork(), is_lightwork=True),
+    Contender("lightwork", "lightwork add_task(fn) defaults", _lightwork(), is_lightwork=True),
     Contender(
         "lightwork_options",
         "lightwork timeout+callbacks",
-        _lightwork(with_options=True),
+        _lightwork(with_options=True, scheduler_options=_block_option(None)),
         is_lightwork=True,
     ),
     Contender(
         "lightwork_defined",
         "lightwork @task timeout+callbacks",
-        _lightwork(define=True),
+        _lightwork(define=True, scheduler_options=_block_option(None)),
         is_lightwork=True,
     ),
     Contender(
         "lightwork_block",
-        "lightwork + loop-block detection",
+        "lightwork timeout+callbacks+blocking",
         _block_detection(),
         is_lightwork=True,
     ),
