@@ -17,8 +17,10 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 import lightwork
-from lightwork import BackgroundMiddleware, BackgroundQueueFull, Scheduler, TaskState
+from lightwork import BackgroundMiddleware, BackgroundQueueFull, Offloader, Scheduler, TaskState
+from lightwork.backends import MemoryBackend
 from lightwork.testing import TaskRecorder
+from tests import offload_jobs
 from tests.support import events, wait_until
 
 Logs = list[MutableMapping[str, Any]]
@@ -247,3 +249,46 @@ async def test_shield_must_be_a_bool() -> None:
     async with Scheduler() as scheduler:
         with pytest.raises(TypeError, match="shield must be True or False"):
             scheduler.add_task(asyncio.sleep(0), shield="yes")  # type: ignore[call-overload]
+
+
+async def test_overflow_offload_sends_an_offloadable_task_to_the_bridge(logs: Logs) -> None:
+    gate = asyncio.Event()
+    backend = MemoryBackend()
+    scheduler = Scheduler(
+        max_concurrency=1, max_pending=1, overflow="offload",
+        offload=Offloader(backend, outbox=None),
+    )  # fmt: skip
+    async with scheduler:
+        scheduler.add_task(wait_for(gate))
+        scheduler.add_task(wait_for(gate))
+        spilled = scheduler.add_task(offload_jobs.add, 2, b=3)
+        assert spilled.state is TaskState.OFFLOADED
+        with pytest.raises(lightwork.TaskOffloadedError) as raised:
+            await spilled
+        job = raised.value.job
+        assert isinstance(job, lightwork.JobRef)
+        with pytest.raises(BackgroundQueueFull):  # not offloadable: rejected
+            scheduler.add_task(wait_for(gate))
+        gate.set()
+    assert [(s.name, s.job_id) for s in backend.submissions] == [("add", job.job_id)]
+    [offloaded] = events(logs, "background_task_offloaded")
+    assert offloaded["job_id"] == job.job_id
+    assert "queue is full" in offloaded["reason"]
+
+
+async def test_shutdown_spills_queued_offloadable_tasks_and_drops_the_rest(logs: Logs) -> None:
+    backend = MemoryBackend()
+    scheduler = Scheduler(
+        max_concurrency=1, pending_at_shutdown="spill", offload=Offloader(backend, outbox=None)
+    )
+    await scheduler.start()
+    running = scheduler.add_task(asyncio.sleep(0.02))
+    spilled = scheduler.add_task(offload_jobs.add, 1)
+    dropped = scheduler.add_task(asyncio.sleep(0))
+    await scheduler.aclose()
+    assert (running.state, spilled.state, dropped.state) == (
+        TaskState.COMPLETED, TaskState.OFFLOADED, TaskState.DROPPED,
+    )  # fmt: skip
+    assert [s.name for s in backend.submissions] == ["add"]
+    [closed] = events(logs, "background_scheduler_closed")
+    assert (closed["completed"], closed["offloaded"], closed["dropped"]) == (2, 1, 1)

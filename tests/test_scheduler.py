@@ -344,7 +344,7 @@ async def test_counts_and_reprs_show_what_happened(scheduler: Scheduler) -> None
         await scheduler.add_task(fail("x"))
     assert scheduler.counts() == {
         "added": 2, "running": 0, "completed": 1, "failed": 1,
-        "timed_out": 0, "cancelled": 0, "dropped": 0,
+        "timed_out": 0, "cancelled": 0, "dropped": 0, "offloaded": 0,
     }  # fmt: skip
     assert "completed=1 failed=1" in repr(scheduler)
     assert f"id={handle.id} name='double' state=completed duration=" in repr(handle)

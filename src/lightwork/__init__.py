@@ -25,6 +25,7 @@ from ._exceptions import (
     TaskCancelledError,
     TaskDroppedError,
     TaskError,
+    TaskOffloadedError,
     TaskTimeoutError,
     UnsupportedCapabilityError,
 )
@@ -71,6 +72,7 @@ __all__ = [
     "TaskDroppedError",
     "TaskError",
     "TaskHandle",
+    "TaskOffloadedError",
     "TaskState",
     "TaskTimeoutError",
     "UnsupportedCapabilityError",

@@ -11,13 +11,16 @@ if TYPE_CHECKING:
 
     from ._handle import TaskHandle
 
-Overflow: TypeAlias = Literal["reject", "wait", "drop"]
+Overflow: TypeAlias = Literal["reject", "wait", "drop", "offload"]
 """What ``add_task`` does when the queue is full.
 
-``"reject"``: raise :class:`~lightwork.BackgroundQueueFull` (see ``queue_full_response``).
+``"reject"``: raise `BackgroundQueueFull` (see ``queue_full_response``).
 ``"wait"``: raise it too, pointing at ``await add_task_wait(...)``, which waits for room.
 ``"drop"``: drop the new task, logged as dropped.
-Tasks released after their response, when nobody can be told, are dropped whatever the policy.
+``"offload"``: hand an ``@offloadable`` function's task to the offload bridge instead
+(logged as offloaded); reject any other task.
+Tasks released after their response, when nobody can be told, are dropped (or offloaded)
+rather than rejected.
 """
 
 OVERFLOW_POLICIES: Final = get_args(Overflow)

@@ -82,6 +82,18 @@ class TaskCancelledError(TaskError):
     """Raised when a task was cancelled, by ``handle.cancel()`` or at shutdown."""
 
 
+class TaskOffloadedError(TaskError):
+    """Raised when awaiting a task that went to the offload bridge; ``job`` follows it there."""
+
+    def __init__(self, message: str, *, task: str, task_id: int, job: object = None) -> None:
+        super().__init__(message, task=task, task_id=task_id)
+        self.job = job
+        """The job's ``JobRef``: ``await error.job.result()`` where the engine keeps results."""
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return functools.partial(type(self), task=self.task, task_id=self.task_id), (str(self),)
+
+
 class TaskDroppedError(TaskError):
     """Raised when a task never started: its request failed, or the scheduler had closed."""
 

@@ -28,7 +28,9 @@ class TaskState(enum.StrEnum):
     TIMED_OUT = "timed_out"
     CANCELLED = "cancelled"
     DROPPED = "dropped"
-    """Never started: its request failed, or the scheduler had closed."""
+    """Never started: its request failed, the queue was full, or the scheduler had closed."""
+    OFFLOADED = "offloaded"
+    """Handed to the offload bridge instead: the queue was full, or shutdown spilled it."""
 
 
 TERMINAL_STATES: Final = tuple(
@@ -59,12 +61,14 @@ class TaskHandle(Generic[T]):
         "_coro",
         "_deadline",
         "_duration",
+        "_job",
         "_last_step_end",
         "_on_complete",
         "_on_error",
         "_outcome",
         "_run_if",
         "_scheduler",
+        "_slot",
         "_slow_logged",
         "_started_at",
         "_task",
@@ -138,6 +142,8 @@ class TaskHandle(Generic[T]):
         self._outcome: object = None
         self._waiter: asyncio.Future[None] | None = None
         self._args: str | None = None
+        self._job: tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]] | None = None
+        self._slot = False  # holds one of the scheduler's max_concurrency slots
 
     @property
     def duration(self) -> float | None:

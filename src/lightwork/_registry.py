@@ -176,6 +176,14 @@ def lookup(target: str | Callable[..., Any]) -> Registration:
     )
 
 
+def is_offloadable(fn: object) -> bool:
+    """Tell whether *fn* is a function registered with ``@offloadable``."""
+    try:
+        return fn in _names
+    except TypeError:  # unhashable callables are never registered
+        return False
+
+
 def registrations() -> dict[str, Registration]:
     """Return every registered job by name; the worker-side helpers register these."""
     return dict(_jobs)

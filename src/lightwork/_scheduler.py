@@ -23,9 +23,12 @@ from ._admission import OVERFLOW_POLICIES, Admission, Overflow, check_limit
 from ._deadlines import Deadlines
 from ._exceptions import (
     BackgroundQueueFull,
+    LightworkError,
     SchedulerClosedError,
     TaskCancelledError,
     TaskDroppedError,
+    TaskError,
+    TaskOffloadedError,
     TaskTimeoutError,
 )
 from ._handle import TERMINAL_STATES, TaskHandle, TaskState
@@ -50,9 +53,10 @@ CANCEL_GRACE_S: Final = 1.0
 """How long shutdown waits for cancelled tasks to unwind before reporting them abandoned."""
 
 _Phase = Literal["idle", "running", "closing", "closed"]
-PendingAtShutdown: TypeAlias = Literal["run", "drop"]
+PendingAtShutdown: TypeAlias = Literal["run", "drop", "spill"]
 """What shutdown does with queued tasks that have not started: ``"run"`` them as slots
-free up, until ``drain_timeout``, or ``"drop"`` them (each logged as dropped)."""
+free up, until ``drain_timeout``; ``"drop"`` them (each logged as dropped); or ``"spill"``
+them to the offload bridge (tasks of ``@offloadable`` functions; the rest are dropped)."""
 _PENDING_AT_SHUTDOWN: Final = get_args(PendingAtShutdown)
 _task_ids = itertools.count(1)
 _EMPTY_CONTEXT: Final = Context()  # replaces an ended task's context, so it can be freed
@@ -100,9 +104,11 @@ class Scheduler(TaskSource):
         limits: how many tasks of a name may run at once, e.g. ``{"send-email": 4}``.
         overflow: what ``add_task`` does when the queue is full: ``"reject"`` (raise
             ``BackgroundQueueFull``), ``"wait"`` (raise it too; ``add_task_wait`` waits for
-            room) or ``"drop"`` (drop the task, logged).
+            room), ``"drop"`` (drop the task, logged) or ``"offload"`` (send a task of an
+            ``@offloadable`` function to the offload bridge instead; reject others).
         pending_at_shutdown: what shutdown does with queued tasks that have not started:
-            ``"run"`` them as slots free up, until ``drain_timeout``, or ``"drop"`` them.
+            ``"run"`` them as slots free up, until ``drain_timeout``; ``"drop"`` them; or
+            ``"spill"`` those of ``@offloadable`` functions to the offload bridge.
         shield_timeout: seconds after shutdown begins that tasks added with ``shield=True``
             are cancelled, if still running; other tasks go at ``drain_timeout``.
 
@@ -165,6 +171,7 @@ class Scheduler(TaskSource):
         self._admission = (
             Admission(max_concurrency, max_pending, limits or {}) if limited else None
         )  # None: nothing to count on the hot path
+        self._keeps_jobs = overflow == "offload" or pending_at_shutdown == "spill"
         self._phase: _Phase = "idle"
         self._loop: asyncio.AbstractEventLoop | None = None
         self._deadlines = Deadlines(None)
@@ -173,6 +180,7 @@ class Scheduler(TaskSource):
         self._running: set[TaskHandle[Any]] = set()
         self._callbacks: set[asyncio.Task[None]] = set()
         self._handed_over: set[TaskHandle[Any]] = set()  # from other threads, not yet started
+        self._offloading = False
         self._stats = TaskStats()
 
     def __repr__(self) -> str:
@@ -246,6 +254,8 @@ class Scheduler(TaskSource):
         began = loop.time()
         if self.pending_at_shutdown == "drop":
             self._drop_queued("shutdown began (pending_at_shutdown='drop')")
+        elif self.pending_at_shutdown == "spill":
+            self._spill_queued()
         await self._wait_all(began + self.drain_timeout)
         self._drop_queued("the shutdown's drain deadline passed before it could start")
         self._cancel_running("shutdown", keep_shielded=True)
@@ -267,6 +277,13 @@ class Scheduler(TaskSource):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+    def _spill_queued(self) -> None:
+        if self._admission is not None:
+            reason = "shutdown began (pending_at_shutdown='spill')"
+            for handle in list(self._admission.queue):
+                if not self._offload_instead(handle, reason):
+                    self._drop(handle, f"{reason}; not an @offloadable function's task")
 
     def _drop_queued(self, reason: str) -> None:
         if self._admission is not None:
@@ -320,6 +337,8 @@ class Scheduler(TaskSource):
     # -- accepting tasks --------------------------------------------------------------------
 
     def _check_open(self) -> None:
+        if self._offloading:  # handing a task over to the bridge, at overflow or shutdown
+            return
         if self._phase == "closing" or (self._phase == "closed" and not self._fresh_loop()):
             raise SchedulerClosedError(
                 f"the lightwork scheduler is {self._phase}: tasks can no longer be added "
@@ -380,7 +399,7 @@ class Scheduler(TaskSource):
                 "the lightwork scheduler is not running: start it first (the app's lifespan "
                 "does, or `async with scheduler`)"
             ) from None
-        if loop is self._loop and self._phase == "running":
+        if loop is self._loop and (self._phase == "running" or self._offloading):
             self._start(handle, may_raise)
         elif self._phase != "closing" and self._fresh_loop(loop):
             self._start_on_first_use(loop)
@@ -419,7 +438,7 @@ class Scheduler(TaskSource):
             self._drop(handle, "the scheduler closed before the task could start")
             return
         admission = self._admission
-        if admission is not None:
+        if admission is not None and not self._offloading:  # a hand-off never waits
             if not admission.has_slot(handle.name):
                 if admission.queue_full():
                     self._overflow(handle, may_raise)
@@ -427,11 +446,14 @@ class Scheduler(TaskSource):
                     admission.queue.append(handle)
                 return
             admission.take_slot(handle.name)
+            handle._slot = True
         self._launch(handle)
 
     def _overflow(self, handle: TaskHandle[Any], may_raise: bool) -> None:
         assert self._admission is not None
         reason = f"the queue is full ({self._admission.max_pending} tasks waiting)"
+        if self.overflow == "offload" and self._offload_instead(handle, reason):
+            return
         self._drop(handle, reason)
         if may_raise and self.overflow != "drop":
             hint = (
@@ -441,11 +463,34 @@ class Scheduler(TaskSource):
             )
             raise BackgroundQueueFull(f"task {handle.name!r} not accepted: {reason}; {hint}")
 
+    def _offload_instead(self, handle: TaskHandle[Any], reason: str) -> bool:
+        """Hand an unstarted task of an ``@offloadable`` function to the bridge, if it is one."""
+        if handle._job is None or handle.state is not TaskState.PENDING:
+            return False
+        fn, args, kwargs = handle._job
+        self._offloading = True
+        try:
+            ref = self.offloader._offload(self, fn, args, kwargs)
+        except LightworkError as exc:  # e.g. arguments that JSON cannot carry
+            log.logger.warning(log.TASK_OFFLOADED, **self._fields(handle), failed=str(exc))
+            return False
+        finally:
+            self._offloading = False
+        error = TaskOffloadedError(
+            f"task {handle.name!r} went to the offload bridge as job {ref.job_id}: {reason}",
+            task=handle.name,
+            task_id=handle.id,
+            job=ref,
+        )
+        self._close_unstarted(handle, TaskState.OFFLOADED, reason, error)
+        return True
+
     def _start_queued(self) -> None:
         admission = self._admission
         assert admission is not None
         while (handle := admission.next_startable()) is not None:
             admission.take_slot(handle.name)
+            handle._slot = True
             self._launch(handle)
 
     def _launch(self, handle: TaskHandle[Any]) -> None:
@@ -542,18 +587,26 @@ class Scheduler(TaskSource):
         if handle.state is TaskState.PENDING:
             self._close_unstarted(handle, TaskState.DROPPED, reason)
 
-    def _close_unstarted(self, handle: TaskHandle[Any], state: TaskState, reason: str) -> None:
+    def _close_unstarted(
+        self,
+        handle: TaskHandle[Any],
+        state: TaskState,
+        reason: str,
+        error: TaskError | None = None,
+    ) -> None:
         if self._admission is not None:
             self._admission.forget(handle)
         if handle._coro is not None:
             handle._coro.close()
             handle._coro = None
-        error_type = TaskDroppedError if state is TaskState.DROPPED else TaskCancelledError
-        error = error_type(
-            f"task {handle.name!r} was {state} before it started: {reason}",
-            task=handle.name,
-            task_id=handle.id,
-        )
+        handle._job = None
+        if error is None:
+            error_type = TaskDroppedError if state is TaskState.DROPPED else TaskCancelledError
+            error = error_type(
+                f"task {handle.name!r} was {state} before it started: {reason}",
+                task=handle.name,
+                task_id=handle.id,
+            )
         handle._context.run(self._finish, handle, state, error, reason)
 
     def _on_done(self, handle: TaskHandle[Any], task: asyncio.Task[Any]) -> None:
@@ -594,7 +647,8 @@ class Scheduler(TaskSource):
         else:
             state, outcome = TaskState.COMPLETED, task.result()
         self._finish(handle, state, outcome, reason)
-        if self._admission is not None:
+        if handle._slot:
+            assert self._admission is not None
             self._admission.free_slot(handle.name)
             self._start_queued()
 
@@ -635,6 +689,11 @@ class Scheduler(TaskSource):
             log.logger.warning(log.TASK_TIMED_OUT, **fields, timeout_s=handle.timeout)
         elif state is TaskState.CANCELLED:
             log.logger.warning(log.TASK_CANCELLED, **fields, reason=reason)
+        elif state is TaskState.OFFLOADED:
+            job = getattr(outcome, "job", None)
+            log.logger.info(
+                log.TASK_OFFLOADED, **fields, reason=reason, job_id=getattr(job, "job_id", None)
+            )
         else:
             log.logger.warning(log.TASK_DROPPED, **fields, reason=reason)
 

@@ -13,6 +13,7 @@ import anyio.to_thread
 
 from ._definitions import code_of, definition_of
 from ._options import UNSET, TaskOptions, _Unset
+from ._registry import is_offloadable
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Coroutine, Mapping
@@ -244,6 +245,8 @@ def _from_callable(
     else:
         coro = _run_in_thread(scheduler, fn, args, kwargs)
     handle = _new_handle(scheduler, coro, definition, _name_of(fn))
+    if scheduler._keeps_jobs and is_offloadable(fn):  # to hand over at overflow or shutdown
+        handle._job = (fn, args, kwargs)
     if scheduler.log_args:
         handle._args = _args_repr.repr((args, kwargs))
     return handle
