@@ -166,8 +166,11 @@ def test_sigterm_mid_burst_leaves_every_accepted_task_one_logged_end(
     assert {state.value: closed[state.value] for state in TERMINAL_EVENTS.values()} == {
         state.value: states[state] for state in TERMINAL_EVENTS.values()
     }
-    # Every kind of end happened: long tasks were still running when SIGTERM came.
-    assert all(states[state] for state in TERMINAL_EVENTS.values()), states
+    # Every kind of end happened (but offloaded: this app has no queue limits to overflow):
+    # long tasks were still running when SIGTERM came.
+    assert all(
+        states[state] for state in TERMINAL_EVENTS.values() if state is not TaskState.OFFLOADED
+    ), states
     assert records[-1]["event"] == "background_scheduler_closed"
 
 
