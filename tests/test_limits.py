@@ -292,3 +292,23 @@ async def test_shutdown_spills_queued_offloadable_tasks_and_drops_the_rest(logs:
     assert [s.name for s in backend.submissions] == ["add"]
     [closed] = events(logs, "background_scheduler_closed")
     assert (closed["completed"], closed["offloaded"], closed["dropped"]) == (2, 1, 1)
+
+
+def test_the_middleware_takes_the_common_limits_itself(lightwork_tasks: TaskRecorder) -> None:
+    async def endpoint(request: Request) -> Response:
+        for _ in range(3):
+            lightwork.get_background(request).add_task(asyncio.sleep(0.01))
+        return PlainTextResponse("ok")
+
+    app = Starlette(
+        routes=[Route("/", endpoint)],
+        middleware=[
+            Middleware(BackgroundMiddleware, max_concurrency=1, max_pending=1, overflow="drop")
+        ],
+    )
+    with TestClient(app) as client:
+        client.get("/")
+        lightwork_tasks.wait()
+    assert [h.state for h in lightwork_tasks.tasks].count(TaskState.DROPPED) == 1
+    with pytest.raises(TypeError, match="pass max_concurrency, max_pending and overflow to your"):
+        BackgroundMiddleware(app, scheduler=Scheduler(), max_concurrency=2)

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+    from ._admission import Overflow
+
 _START_POLICIES: Final = get_args(StartPolicy)
 
 
@@ -43,6 +45,10 @@ class BackgroundMiddleware:
         request_context: bind ``request_id`` (from the ``X-Request-ID`` header, else a new
             one), ``method`` and ``path`` in structlog's contextvars for each request, so
             that they appear in the log events of the request and of the tasks it adds.
+        max_concurrency: for the scheduler made here: tasks running at once (see
+            ``Scheduler``); give your own ``Scheduler`` for every other setting.
+        max_pending: for the scheduler made here: tasks waiting for a slot.
+        overflow: for the scheduler made here: what a full queue does to ``add_task``.
 
     Example:
         ```python
@@ -61,16 +67,31 @@ class BackgroundMiddleware:
         start: StartPolicy = "after_response",
         run_if: RunIf = "no_exception",
         request_context: bool = True,
+        max_concurrency: int | None = None,
+        max_pending: int | None = None,
+        overflow: Overflow = "reject",
     ) -> None:
         if scheduler is not None and not isinstance(scheduler, Scheduler):
             raise TypeError(f"scheduler must be a lightwork.Scheduler, not {scheduler!r}")
+        limited = max_concurrency is not None or max_pending is not None or overflow != "reject"
+        if scheduler is not None and limited:
+            raise TypeError(
+                "pass max_concurrency, max_pending and overflow to your Scheduler, "
+                "not to BackgroundMiddleware, when you give it one"
+            )
         if start not in _START_POLICIES:
             raise ValueError(
                 f"start must be one of {', '.join(map(repr, _START_POLICIES))}, not {start!r}"
             )
         check_run_if(run_if)
         self.app = app
-        self.scheduler = scheduler if scheduler is not None else Scheduler()
+        self.scheduler = (
+            scheduler
+            if scheduler is not None
+            else Scheduler(
+                max_concurrency=max_concurrency, max_pending=max_pending, overflow=overflow
+            )
+        )
         self.start: StartPolicy = start
         self.run_if: RunIf = run_if
         self.request_context = request_context
