@@ -349,3 +349,15 @@ def test_a_sync_endpoint_offloads_from_its_thread(
     [submission] = backend.submissions
     assert submission.job_id == job_id
     assert submission.args == [20]
+
+
+async def test_a_job_looked_up_by_id_while_it_is_being_handed_over_is_submitting() -> None:
+    backend = MemoryBackend()
+    async with Scheduler(offload=Offloader(backend, outbox=None)) as scheduler:
+        background = lightwork.Background(scheduler, "no_exception", "POST /", released=False)
+        ref = background.offload(jobs.add, 1)
+        found = scheduler.offloader.job(ref.job_id)
+        assert await found.status() is JobStatus.SUBMITTING  # not "unknown" to the engine yet
+        background._release(200, None)
+        await wait_for_status(found, JobStatus.QUEUED)
+        assert scheduler.offloader._handing_over == {}

@@ -212,6 +212,3 @@ class TaskHandle(Generic[T]):
 
     def _on_timer(self) -> None:
         self._scheduler._on_timer(self)
-
-    def _on_done(self, task: asyncio.Task[T]) -> None:
-        self._scheduler._on_done(self, task)

@@ -47,7 +47,12 @@ def count_gc_time() -> None:
 
 
 class TimedCoroutine(Coroutine[Any, Any, T]):
-    """Drive a task's coroutine, adding each step's duration to its handle."""
+    """Drive a task's coroutine, adding each step's duration to its handle.
+
+    It also sees the coroutine end, and ends the task's handle right there, in the last
+    step: no done-callback to register and schedule per task. A task's exception is
+    reported by lightwork, so the asyncio task itself ends quietly with ``None``.
+    """
 
     __slots__ = ("_coro", "_handle")
 
@@ -77,14 +82,30 @@ class TimedCoroutine(Coroutine[Any, Any, T]):
             handle._scheduler._on_first_step(handle, start)
         stepping = handle
         try:
-            return advance(value)
-        finally:
-            stepping = None
-            handle._last_step_end = end = perf_counter()
-            step = end - start - (gc_seconds - gc_before)
-            handle.blocked += step
-            if step > handle.longest_step:
-                handle._scheduler._on_longest_step(handle, step)
+            result = advance(value)
+        except StopIteration as stop:
+            self._account(start, gc_before)
+            handle._scheduler._on_end(handle, None, stop.value)
+            raise
+        except BaseException as exc:
+            self._account(start, gc_before)
+            handle._scheduler._on_end(handle, exc, None)
+            if isinstance(exc, Exception):  # reported once, by lightwork; asyncio need not
+                raise StopIteration from None
+            raise  # cancellation, KeyboardInterrupt, SystemExit: never swallowed
+        self._account(start, gc_before)
+        return result
+
+    def _account(self, start: float, gc_before: float) -> None:
+        """Add the step that began at *start* to the task's time on the loop, minus GC."""
+        global stepping  # noqa: PLW0603
+        stepping = None
+        handle = self._handle
+        handle._last_step_end = end = perf_counter()
+        step = end - start - (gc_seconds - gc_before)
+        handle.blocked += step
+        if step > handle.longest_step:
+            handle._scheduler._on_longest_step(handle, step)
 
     def close(self) -> None:
         self._coro.close()

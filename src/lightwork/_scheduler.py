@@ -503,7 +503,6 @@ class Scheduler(TaskSource):
         task = loop.create_task(TimedCoroutine(coro, handle), name=handle.name, context=context)
         handle._task = task
         handle.state = TaskState.RUNNING
-        task.add_done_callback(handle._on_done, context=context)
         self._running.add(handle)
 
     def _on_first_step(self, handle: TaskHandle[Any], now: float) -> None:
@@ -609,15 +608,15 @@ class Scheduler(TaskSource):
             )
         handle._context.run(self._finish, handle, state, error, reason)
 
-    def _on_done(self, handle: TaskHandle[Any], task: asyncio.Task[Any]) -> None:
-        # Runs in the task's own context, so log events carry the request's contextvars.
+    def _on_end(self, handle: TaskHandle[Any], error: BaseException | None, result: object) -> None:
+        """End a task whose coroutine just returned or raised *error*, in its last step.
+
+        Runs inside the task's own context, so log events carry the request's contextvars.
+        """
         if handle._deadline:
             self._deadlines.disarm(handle)
         handle._task = None
-        assert self._loop is not None
-        # The end of the last step, when timed: the done-callback may wait behind a burst.
-        ended = handle._last_step_end or perf_counter()
-        duration = handle._duration = ended - handle._started_at
+        duration = handle._duration = handle._last_step_end - handle._started_at
         self._running.discard(handle)
         if (
             not handle._slow_logged
@@ -627,7 +626,7 @@ class Scheduler(TaskSource):
             self._report_slow(handle, duration)
         reason = handle._cancel_reason
         outcome: object
-        if task.cancelled():
+        if isinstance(error, asyncio.CancelledError):
             if reason == "timeout":
                 state = TaskState.TIMED_OUT
                 outcome = TaskTimeoutError(
@@ -642,10 +641,10 @@ class Scheduler(TaskSource):
                     task=handle.name,
                     task_id=handle.id,
                 )
-        elif (exc := task.exception()) is not None:
-            state, outcome = TaskState.FAILED, exc
+        elif error is not None:
+            state, outcome = TaskState.FAILED, error
         else:
-            state, outcome = TaskState.COMPLETED, task.result()
+            state, outcome = TaskState.COMPLETED, result
         self._finish(handle, state, outcome, reason)
         if handle._slot:
             assert self._admission is not None
