@@ -36,6 +36,14 @@ from ._logging import TASK_ID_VAR, TASK_VAR
 from ._monitor import TimedCoroutine, count_gc_time
 from ._offloader import offloader_for
 from ._options import check_duration
+from ._reporting import (
+    report_abandoned,
+    report_blocking,
+    report_callback_error,
+    report_end,
+    report_slow,
+    task_fields,
+)
 from ._source import TaskSource
 from ._stats import TaskStats
 from ._watchdog import LoopWatchdog
@@ -264,7 +272,7 @@ class Scheduler(TaskSource):
             self._cancel_running("shutdown", keep_shielded=False)
         await self._wait_all(loop.time() + CANCEL_GRACE_S)
         for handle in self._running:
-            log.logger.error(log.TASK_ABANDONED, **self._fields(handle))
+            report_abandoned(handle)
         self._phase = "closed"
         if self.watchdog is not None:
             self.watchdog.stop()
@@ -472,7 +480,7 @@ class Scheduler(TaskSource):
         try:
             ref = self.offloader._offload(self, fn, args, kwargs)
         except LightworkError as exc:  # e.g. arguments that JSON cannot carry
-            log.logger.warning(log.TASK_OFFLOADED, **self._fields(handle), failed=str(exc))
+            log.logger.warning(log.TASK_OFFLOADED, **task_fields(handle), failed=str(exc))
             return False
         finally:
             self._offloading = False
@@ -527,16 +535,7 @@ class Scheduler(TaskSource):
         threshold = handle.block_threshold
         if threshold is not None and step >= threshold > handle.longest_step:
             self._stats.warned(handle.name, log.TASK_BLOCKING)
-            log.logger.warning(
-                log.TASK_BLOCKING,
-                task=handle.name,
-                task_id=handle.id,
-                blocked_ms=_ms(step),
-                total_blocked_ms=_ms(handle.blocked),
-                threshold_ms=_ms(threshold),
-                route=handle.route,
-                hint=log.BLOCKING_HINT,
-            )
+            report_blocking(handle, step, threshold)
         handle.longest_step = step
 
     def _on_timer(self, handle: TaskHandle[Any]) -> None:
@@ -559,16 +558,8 @@ class Scheduler(TaskSource):
 
     def _report_slow(self, handle: TaskHandle[Any], elapsed: float) -> None:
         handle._slow_logged = True
-        assert handle.slow_threshold is not None
         self._stats.warned(handle.name, log.TASK_SLOW)
-        log.logger.warning(
-            log.TASK_SLOW,
-            **self._fields(handle, elapsed),
-            threshold_ms=_ms(handle.slow_threshold),
-            blocked_ms=_ms(handle.longest_step),
-            total_blocked_ms=_ms(handle.blocked),
-            hint=log.SLOW_HINT,
-        )
+        report_slow(handle, elapsed)
 
     def _cancel(self, handle: TaskHandle[Any], reason: str) -> bool:
         if handle.state is TaskState.PENDING:
@@ -657,11 +648,11 @@ class Scheduler(TaskSource):
         handle.state = state
         handle._outcome = outcome
         if state is TaskState.COMPLETED:
-            if self._debug:
-                log.logger.debug(log.TASK_COMPLETED, **self._fields(handle))
+            if self._debug:  # checked here: building the event would cost every task
+                report_end(handle, state, outcome, reason)
             callback: Callable[[Any], object] | None = handle._on_complete
         else:
-            self._log_unfinished(handle, state, outcome, reason)
+            report_end(handle, state, outcome, reason)
             callback = handle._on_error
         awaiting = None if callback is None else self._call_back(handle, callback, outcome)
         self._stats.ended(
@@ -678,33 +669,6 @@ class Scheduler(TaskSource):
             else:  # the task's story ends with its async callback
                 awaiting.add_done_callback(lambda _: _tell_ended(handle))
 
-    def _log_unfinished(
-        self, handle: TaskHandle[Any], state: TaskState, outcome: object, reason: str | None
-    ) -> None:
-        fields = self._fields(handle)
-        if state is TaskState.FAILED:
-            log.logger.error(log.TASK_FAILED, **fields, exc_info=outcome)
-        elif state is TaskState.TIMED_OUT:
-            log.logger.warning(log.TASK_TIMED_OUT, **fields, timeout_s=handle.timeout)
-        elif state is TaskState.CANCELLED:
-            log.logger.warning(log.TASK_CANCELLED, **fields, reason=reason)
-        elif state is TaskState.OFFLOADED:
-            job = getattr(outcome, "job", None)
-            log.logger.info(
-                log.TASK_OFFLOADED, **fields, reason=reason, job_id=getattr(job, "job_id", None)
-            )
-        else:
-            log.logger.warning(log.TASK_DROPPED, **fields, reason=reason)
-
-    def _fields(self, handle: TaskHandle[Any], elapsed: float | None = None) -> dict[str, Any]:
-        fields: dict[str, Any] = {"task": handle.name, "task_id": handle.id}
-        duration = handle._duration if elapsed is None else elapsed
-        if duration is not None:
-            fields["duration_ms"] = _ms(duration)
-        if handle._args is not None:
-            fields["args"] = handle._args
-        return fields
-
     def _call_back(
         self, handle: TaskHandle[Any], callback: Callable[[Any], object], argument: object
     ) -> asyncio.Task[None] | None:
@@ -713,7 +677,7 @@ class Scheduler(TaskSource):
         try:
             result = callback(argument)
         except Exception as exc:  # noqa: BLE001 -- a user's callback: report, never propagate
-            self._report_callback_error(handle, callback, exc)
+            report_callback_error(handle, callback, exc)
             return None
         finally:  # a sync callback holds the loop like a step of the task
             step = perf_counter() - start
@@ -734,17 +698,7 @@ class Scheduler(TaskSource):
         try:
             await result
         except Exception as exc:  # noqa: BLE001 -- a user's callback: report, never propagate
-            self._report_callback_error(handle, callback, exc)
-
-    def _report_callback_error(
-        self, handle: TaskHandle[Any], callback: Callable[[Any], object], exc: Exception
-    ) -> None:
-        log.logger.error(
-            log.CALLBACK_FAILED,
-            **self._fields(handle),
-            callback=getattr(callback, "__qualname__", repr(callback)),
-            exc_info=exc,
-        )
+            report_callback_error(handle, callback, exc)
 
     def _loop_for_waiting(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
@@ -760,7 +714,3 @@ class Scheduler(TaskSource):
 def _tell_ended(handle: TaskHandle[Any]) -> None:
     for observer in observers:
         observer.task_ended(handle)
-
-
-def _ms(seconds: float) -> float:
-    return round(seconds * 1000, 1)

@@ -1,0 +1,96 @@
+"""What lightwork logs about each task: the fields every event shares, and one function per event.
+
+Event names and hints live in ``_logging``; this module decides which fields each carries.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from . import _logging as log
+from ._handle import TaskState
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ._handle import TaskHandle
+
+
+def ms(seconds: float) -> float:
+    """Seconds as milliseconds, to a tenth: the unit of every ``*_ms`` field."""
+    return round(seconds * 1000, 1)
+
+
+def task_fields(handle: TaskHandle[Any], elapsed: float | None = None) -> dict[str, Any]:
+    """Return the fields every task event carries: its name, id, time so far, and arguments
+    when the scheduler was asked to log them.
+    """
+    fields: dict[str, Any] = {"task": handle.name, "task_id": handle.id}
+    duration = handle._duration if elapsed is None else elapsed
+    if duration is not None:
+        fields["duration_ms"] = ms(duration)
+    if handle._args is not None:
+        fields["args"] = handle._args
+    return fields
+
+
+def report_slow(handle: TaskHandle[Any], elapsed: float) -> None:
+    assert handle.slow_threshold is not None
+    log.logger.warning(
+        log.TASK_SLOW,
+        **task_fields(handle, elapsed),
+        threshold_ms=ms(handle.slow_threshold),
+        blocked_ms=ms(handle.longest_step),
+        total_blocked_ms=ms(handle.blocked),
+        hint=log.SLOW_HINT,
+    )
+
+
+def report_blocking(handle: TaskHandle[Any], step: float, threshold: float) -> None:
+    log.logger.warning(
+        log.TASK_BLOCKING,
+        task=handle.name,
+        task_id=handle.id,
+        blocked_ms=ms(step),
+        total_blocked_ms=ms(handle.blocked),
+        threshold_ms=ms(threshold),
+        route=handle.route,
+        hint=log.BLOCKING_HINT,
+    )
+
+
+def report_end(
+    handle: TaskHandle[Any], state: TaskState, outcome: object, reason: str | None
+) -> None:
+    """Log a task's terminal state, once; a completed one at debug level."""
+    fields = task_fields(handle)
+    if state is TaskState.COMPLETED:
+        log.logger.debug(log.TASK_COMPLETED, **fields)
+    elif state is TaskState.FAILED:
+        log.logger.error(log.TASK_FAILED, **fields, exc_info=outcome)
+    elif state is TaskState.TIMED_OUT:
+        log.logger.warning(log.TASK_TIMED_OUT, **fields, timeout_s=handle.timeout)
+    elif state is TaskState.CANCELLED:
+        log.logger.warning(log.TASK_CANCELLED, **fields, reason=reason)
+    elif state is TaskState.OFFLOADED:
+        job = getattr(outcome, "job", None)
+        log.logger.info(
+            log.TASK_OFFLOADED, **fields, reason=reason, job_id=getattr(job, "job_id", None)
+        )
+    else:
+        log.logger.warning(log.TASK_DROPPED, **fields, reason=reason)
+
+
+def report_callback_error(
+    handle: TaskHandle[Any], callback: Callable[[Any], object], exc: Exception
+) -> None:
+    log.logger.error(
+        log.CALLBACK_FAILED,
+        **task_fields(handle),
+        callback=getattr(callback, "__qualname__", repr(callback)),
+        exc_info=exc,
+    )
+
+
+def report_abandoned(handle: TaskHandle[Any]) -> None:
+    log.logger.error(log.TASK_ABANDONED, **task_fields(handle))
