@@ -48,6 +48,7 @@ class Courier:
         self._round_again = False
         self._replay_pending = True
         self._down_until = 0.0
+        self._bound_at = 0.0  # when this run began: older jobs in the outbox are replayed
         self._down_reason = ""
 
     def bind(self, *, reopen: bool = False) -> None:
@@ -62,7 +63,7 @@ class Courier:
             raise RuntimeError(
                 "this Offloader is bound to another running event loop; use one per loop"
             )
-        self._loop, self.closed = loop, False
+        self._loop, self.closed, self._bound_at = loop, False, time.time()
         self._round_timer, self._round_task, self._round_due = None, None, float("inf")
         if self.outbox is not None:
             self._replay_pending = True
@@ -197,7 +198,7 @@ class Courier:
         try:
             if self._replay_pending:
                 self._replay_pending = False
-                if waiting := await outbox.replay(destination):
+                if waiting := await outbox.replay(destination, self._bound_at):
                     self.outbox_has_jobs = True
                     logger.info(events.OUTBOX_REPLAYED, backend=destination, jobs=waiting)
             lease_s = 2 * self.call_timeout + 1.0

@@ -323,21 +323,29 @@ class Outbox:
         ).fetchone()
         return None if due is None else float(due)
 
-    async def replay(self, destination: str) -> int:
-        """Make every waiting job due now, as at a restart; return how many wait."""
-        return int(await self._run(self._replay, destination))
+    async def replay(self, destination: str, before: float) -> int:
+        """Make every job offloaded *before* a time (a restart) due now; return how many.
 
-    def _replay(self, destination: str) -> int:
+        Jobs offloaded since then keep their backoff: they failed moments ago.
+        """
+        return int(await self._run(self._replay, destination, before))
+
+    def _replay(self, destination: str, before: float) -> int:
         db = self._connect(create=False)
         if db is None:
             return 0
         with _transaction(db):
             now = time.time()
             db.execute(
-                "UPDATE outbox SET retry_at = ? WHERE destination = ? AND retry_at > ?",
-                (now, destination, now),
+                "UPDATE outbox SET retry_at = ? "
+                "WHERE destination = ? AND retry_at > ? AND created_at < ?",
+                (now, destination, now, before),
             )
-            return self._count(destination)
+            (count,) = db.execute(
+                "SELECT COUNT(*) FROM outbox WHERE destination = ? AND created_at < ?",
+                (destination, before),
+            ).fetchone()
+            return int(count)
 
     async def count(self, destination: str) -> int:
         """Return how many jobs wait in the outbox (not counting dead letters)."""

@@ -22,8 +22,9 @@ def ms(seconds: float) -> float:
 
 
 def task_fields(handle: TaskHandle[Any], elapsed: float | None = None) -> dict[str, Any]:
-    """Return the fields every task event carries: its name, id, time so far, and arguments
-    when the scheduler was asked to log them.
+    """Return the fields every task event carries: name, id, time so far, and arguments.
+
+    Arguments only when the scheduler was asked to log them (``log_args=True``).
     """
     fields: dict[str, Any] = {"task": handle.name, "task_id": handle.id}
     duration = handle._duration if elapsed is None else elapsed
