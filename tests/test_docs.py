@@ -9,6 +9,7 @@ as they are, with their fixtures, and pytest runs them here.
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import json
 import logging
@@ -16,7 +17,8 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator, MutableMapping
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,11 +26,13 @@ import anyio.to_thread
 import httpx2
 import pytest
 import structlog
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.testclient import TestClient
 
 import lightwork
 from lightwork import TaskState, TaskTimeoutError
-from tests.support import events
+from tests.support import events, wait_until
 
 if TYPE_CHECKING:
     from lightwork.testing import TaskRecorder
@@ -40,11 +44,18 @@ import adding_tasks
 import blocking_task
 import context_vars
 import fastapi_app
+import limits
 import logging_console
+import logging_fallback
 import logging_json
+import loop_blocking
+import loop_watchdog
 import middleware_options
 import outside_requests
+import overflow_offload
 import quickstart
+import request_ids
+import shutdown
 import task_decorator
 import task_options
 import websocket_app
@@ -52,12 +63,14 @@ import websocket_app
 # The testing page's own tests, with their fixtures: pytest collects them from this module.
 from testing_async_example import async_client, test_a_stuck_partner_times_out_and_reaches_on_error
 from testing_example import client, test_signup_sends_a_welcome_email
+from testing_logs_example import test_the_confirmation_is_logged_with_the_request_id
 
 __all__ = [
     "async_client",
     "client",
     "test_a_stuck_partner_times_out_and_reaches_on_error",
     "test_signup_sends_a_welcome_email",
+    "test_the_confirmation_is_logged_with_the_request_id",
 ]
 
 Logs = list[MutableMapping[str, Any]]
@@ -241,6 +254,166 @@ def test_a_task_knows_the_route_that_added_it(lightwork_tasks: TaskRecorder) -> 
     assert [task.route for task in lightwork_tasks.tasks] == ["POST /upload", "POST /upload"]
 
 
+# -- guide.md: loop-block detection -------------------------------------------------------------
+
+
+def test_block_thresholds_inline_and_threaded_functions(
+    lightwork_tasks: TaskRecorder, logs: Logs
+) -> None:
+    loop_blocking.page_views.clear()
+    with TestClient(loop_blocking.app) as client:
+        lightwork_tasks.wait()  # the startup task
+        client.post("/reviews")
+        lightwork_tasks.wait()
+    index, summary, invoice, page_view, photo = lightwork_tasks.tasks
+    assert all(task.state is TaskState.COMPLETED for task in lightwork_tasks.tasks)
+    # The thresholds in force: the call's, else the definition's, else the scheduler's.
+    assert (index.block_threshold, summary.block_threshold) == (None, 0.05)
+    assert (invoice.block_threshold, page_view.block_threshold) == (0.2, 0.05)
+    # Only the task that blocked past its threshold is reported; None never reports,
+    # though its steps are still timed, and a thread's work is not the loop's.
+    [blocking] = events(logs, "background_task_blocking")
+    assert (blocking["task"], blocking["task_id"]) == ("summarise_review", summary.id)
+    assert blocking["log_level"] == "warning"
+    assert blocking["blocked_ms"] >= 60
+    assert blocking["total_blocked_ms"] >= blocking["blocked_ms"]
+    assert blocking["threshold_ms"] == 50.0
+    assert blocking["route"] == "POST /reviews"
+    assert "offload" in blocking["hint"]
+    assert index.longest_step >= 0.06
+    # An inline function is one step on the loop; a threaded one ran elsewhere.
+    assert page_view.blocked == page_view.longest_step
+    assert loop_blocking.page_views == {"/reviews": 1}
+    assert photo.result() == "scones-small.png"
+
+
+async def test_a_slow_task_event_says_how_long_it_held_the_loop(logs: Logs) -> None:
+    async def parse_then_wait() -> None:
+        loop_blocking.summarise("a long feed")  # holds the loop 60 ms
+        await asyncio.sleep(3600)
+
+    async with lightwork.Scheduler(slow_threshold=0.1, block_threshold=None) as scheduler:
+        handle = scheduler.add_task(parse_then_wait())
+        await wait_until(lambda: bool(events(logs, "background_task_slow")))
+        handle.cancel()
+    [slow] = events(logs, "background_task_slow")
+    assert slow["blocked_ms"] >= 60  # the longest step
+    assert slow["total_blocked_ms"] >= slow["blocked_ms"]
+    assert slow["duration_ms"] >= slow["threshold_ms"] == 100.0
+
+
+async def test_an_inline_function_past_its_timeout_still_completes(logs: Logs) -> None:
+    @lightwork.task(inline=True, timeout=0.01, slow_threshold=0.02)
+    def tally() -> int:
+        time.sleep(0.03)
+        return 1
+
+    async with lightwork.Scheduler() as scheduler:
+        handle = scheduler.add_task(tally)
+        assert await handle == 1
+    assert handle.blocked == handle.longest_step >= 0.03
+    assert [e["event"] for e in logs if e.get("task") == "tally"] == [
+        "background_task_blocking",
+        "background_task_slow",
+        "background_task_completed",
+    ]
+
+
+async def test_a_sync_callback_is_timed_as_a_step_of_its_task(logs: Logs) -> None:
+    def file_report(result: object) -> None:
+        time.sleep(0.06)  # e.g. a blocking write
+
+    async with lightwork.Scheduler(block_threshold=0.05) as scheduler:
+        await scheduler.add_task(asyncio.sleep(0), name="report", on_complete=file_report)
+    [blocking] = events(logs, "background_task_blocking")
+    assert (blocking["task"], blocking["threshold_ms"]) == ("report", 50.0)
+    assert blocking["blocked_ms"] >= 60
+
+
+async def test_garbage_collection_is_not_counted_as_blocking(logs: Logs) -> None:
+    def slow_collection(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            time.sleep(0.06)  # a collection that pauses the loop for 60 ms
+
+    async def collect() -> None:
+        gc.collect()
+
+    async with lightwork.Scheduler(block_threshold=0.05) as scheduler:
+        gc.callbacks.append(slow_collection)  # after lightwork's own, which times collections
+        try:
+            handle = scheduler.add_task(collect())
+            await handle
+        finally:
+            gc.callbacks.remove(slow_collection)
+    assert handle.duration is not None
+    assert handle.duration >= 0.06
+    assert handle.longest_step < 0.06
+    assert events(logs, "background_task_blocking") == []
+
+
+async def test_time_in_the_queue_does_not_count_against_the_timeout() -> None:
+    gate = asyncio.Event()
+    async with lightwork.Scheduler(max_concurrency=1) as scheduler:
+        first = scheduler.add_task(gate.wait())
+        queued = scheduler.add_task(asyncio.sleep(0), timeout=0.05)
+        await wait_until(lambda: first.duration is not None and first.duration > 0.1)
+        assert queued.state.value == "pending"
+        assert queued.duration is None  # counted from its first step
+        gate.set()
+        await queued
+    assert queued.state is TaskState.COMPLETED
+
+
+def test_the_watchdog_reports_a_stuck_task_with_its_stack(
+    monkeypatch: pytest.MonkeyPatch, lightwork_tasks: TaskRecorder, logs: Logs
+) -> None:
+    monkeypatch.setattr(loop_watchdog, "fetch_rates", hung_until_reported(logs))
+    with TestClient(loop_watchdog.app) as client:
+        client.post("/rates/refresh")
+        lightwork_tasks.wait()
+    [refresh] = lightwork_tasks.tasks
+    [report] = events(logs, "event_loop_blocked")
+    assert report["log_level"] == "warning"
+    assert (report["task"], report["task_id"]) == ("refresh_rates", refresh.id)
+    assert report["route"] == "POST /rates/refresh"
+    assert report["stuck_ms"] >= report["threshold_ms"] == 250.0
+    assert "in refresh_rates" in report["stack"]
+    assert "offload" in report["hint"]
+    # Logged from the watchdog's thread: no request context there.
+    assert "request_id" not in report
+
+
+def test_the_watchdog_names_a_request_handler_that_blocks(
+    monkeypatch: pytest.MonkeyPatch, logs: Logs
+) -> None:
+    monkeypatch.setattr(loop_watchdog, "fetch_rates", hung_until_reported(logs))
+    with TestClient(loop_watchdog.app) as client:
+        assert client.get("/rates").status_code == 200
+    [report] = events(logs, "event_loop_blocked")
+    assert (report["task"], report["route"]) == (None, "GET /rates")
+    assert "in convert" in report["stack"]
+
+
+def wait_in_thread(predicate: Callable[[], bool], deadline_s: float = 5.0) -> None:
+    """Poll *predicate* from the test's thread until it holds; fail after *deadline_s*."""
+    deadline = time.monotonic() + deadline_s
+    while not predicate():
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.005)
+
+
+def hung_until_reported(logs: Logs) -> Callable[[], dict[str, float]]:
+    """Stand in for a call that hangs, until the watchdog's report frees it (5 s at most)."""
+
+    def hung() -> dict[str, float]:
+        deadline = time.monotonic() + 5
+        while not events(logs, "event_loop_blocked") and time.monotonic() < deadline:
+            time.sleep(0.01)  # polls the log; only the watchdog's thread can end this early
+        return {"EUR": 1.0}
+
+    return hung
+
+
 # -- guide.md: @lightwork.task ----------------------------------------------------------------
 
 
@@ -419,6 +592,317 @@ def test_each_task_sees_its_own_requests_context(lightwork_tasks: TaskRecorder, 
     ]
 
 
+# -- guide.md: request ids -------------------------------------------------------------------------
+
+
+def test_the_request_id_reaches_the_client_the_request_and_its_task(
+    lightwork_tasks: TaskRecorder, logs: Logs
+) -> None:
+    with TestClient(request_ids.app) as client:
+        given = client.post("/orders/1", headers={"X-Request-ID": "ticket-1234"})
+        made = client.post("/orders/2")
+        refused = client.post("/orders/3", headers={"X-Request-ID": "x" * 129})
+        lightwork_tasks.wait()
+    assert given.headers["X-Request-ID"] == "ticket-1234"
+    assert re.fullmatch(r"[0-9a-f]{16}", made.headers["X-Request-ID"])
+    assert re.fullmatch(r"[0-9a-f]{16}", refused.headers["X-Request-ID"])  # too long: a new one
+    assert given.json() == {"order_id": 1, "task_route": "POST /orders/1"}
+    first = lightwork_tasks.tasks[0]
+    [placed] = [e for e in events(logs, "order_placed") if e["order_id"] == 1]
+    [sent] = [e for e in events(logs, "confirmation_sent") if e["order_id"] == 1]
+    [completed] = [e for e in events(logs, "background_task_completed") if e["task_id"] == first.id]
+    for event in (placed, sent, completed):
+        assert (event["request_id"], event["method"], event["path"]) == (
+            "ticket-1234",
+            "POST",
+            "/orders/1",
+        )
+    assert "task" not in placed  # bound inside the task only
+    assert (sent["task"], sent["task_id"]) == ("send_confirmation", first.id)
+
+
+def test_request_context_false_binds_nothing(lightwork_tasks: TaskRecorder, logs: Logs) -> None:
+    app = Starlette(
+        routes=request_ids.app.routes,
+        middleware=[Middleware(lightwork.BackgroundMiddleware, request_context=False)],
+    )
+    with TestClient(app) as client, pytest.raises(KeyError, match="request_id"):
+        client.post("/orders/1")  # the example reads the id the middleware would bind
+    [placed] = events(logs, "order_placed")
+    assert "request_id" not in placed
+
+
+def test_a_websockets_tasks_log_its_path_and_the_method_websocket(
+    lightwork_tasks: TaskRecorder, logs: Logs
+) -> None:
+    with TestClient(websocket_app.app) as client:
+        with client.websocket_connect("/chat") as websocket:
+            websocket.send_text("hello")
+            websocket.receive_json()
+        lightwork_tasks.wait()
+    [completed] = events(logs, "background_task_completed")
+    assert (completed["method"], completed["path"]) == ("WEBSOCKET", "/chat")
+    assert lightwork_tasks.tasks[0].route == "WEBSOCKET /chat"
+
+
+def test_the_middleware_makes_a_limited_scheduler_or_refuses_both() -> None:
+    app = Starlette()
+    middleware = lightwork.BackgroundMiddleware(app, max_concurrency=50, overflow="drop")
+    assert middleware.scheduler.overflow == "drop"
+    admission = middleware.scheduler._admission
+    assert admission is not None
+    assert admission.max_concurrency == 50
+    with pytest.raises(TypeError, match="to your Scheduler"):
+        lightwork.BackgroundMiddleware(app, scheduler=lightwork.Scheduler(), max_concurrency=50)
+
+
+# -- guide.md: limits and back-pressure -----------------------------------------------------------
+
+
+def test_limits_queue_back_pressure_and_503(
+    monkeypatch: pytest.MonkeyPatch, lightwork_tasks: TaskRecorder, logs: Logs
+) -> None:
+    gate = threading.Event()
+
+    async def held(address: str) -> None:
+        await anyio.to_thread.run_sync(gate.wait, 5)
+        limits.sent.append(address)
+
+    monkeypatch.setattr(limits, "deliver", held)
+    limits.sent.clear()
+    bulk = [f"reader{n}@example.com" for n in range(102)]
+    with TestClient(limits.app) as client:
+        # Two run (limits["send-email"]), a hundred wait: the queue is full.
+        client.post("/newsletter", json={"addresses": bulk}, headers={"X-Request-ID": "bulk"})
+        status = client.get("/tasks").json()
+        assert status["counts"]["added"] == 102
+        assert status["counts"]["running"] == 2
+        assert [(t["name"], t["route"]) for t in status["running"]] == [
+            ("send-email", "POST /newsletter")
+        ] * 2
+        # One more task: add_task raises BackgroundQueueFull, answered with a 503.
+        full = client.post("/signup", json={"email": "ada@example.com"})
+        assert (full.status_code, full.headers["Retry-After"]) == (503, "1")
+        [dropped] = events(logs, "background_task_dropped")
+        assert dropped["task"] == "send-email"
+        assert "queue is full (100 tasks waiting)" in dropped["reason"]
+        # add_task_wait waits for room instead; it comes once the deliveries go on.
+        late: list[httpx2.Response] = []
+        sender = threading.Thread(
+            target=lambda: late.append(
+                client.post(
+                    "/newsletter",
+                    json={"addresses": ["late@example.com"]},
+                    headers={"X-Request-ID": "late"},
+                )
+            )
+        )
+        sender.start()
+        admission = limits.scheduler._admission
+        assert admission is not None
+        wait_in_thread(lambda: bool(admission.room))  # the late request waits for room
+        assert len(lightwork_tasks.tasks) == 103  # the late task is not added yet
+        gate.set()
+        sender.join(5)
+        lightwork_tasks.wait()
+    assert late[0].status_code == 202
+    assert sorted(limits.sent) == sorted([*bulk, "late@example.com"])
+    # Each queued task ran in the context of the request that added it.
+    completed = events(logs, "background_task_completed")
+    assert sorted(e["request_id"] for e in completed) == ["bulk"] * 102 + ["late"]
+
+
+def test_tasks_released_into_a_full_queue_are_dropped_and_logged(
+    lightwork_tasks: TaskRecorder, logs: Logs
+) -> None:
+    # The same app with the default start="after_response": tasks reach the queue after
+    # the response, when nobody can be told; the one that finds it full is dropped.
+    app = Starlette(
+        routes=limits.app.routes,
+        middleware=[
+            Middleware(
+                lightwork.BackgroundMiddleware,
+                scheduler=lightwork.Scheduler(max_concurrency=1, max_pending=1),
+            )
+        ],
+    )
+    with TestClient(app) as client:
+        addresses = ["a@example.com", "b@example.com", "c@example.com"]
+        response = client.post("/newsletter", json={"addresses": addresses})
+        lightwork_tasks.wait()
+    assert response.status_code == 202
+    assert [task.state for task in lightwork_tasks.tasks] == [
+        TaskState.COMPLETED,
+        TaskState.COMPLETED,
+        TaskState.DROPPED,
+    ]
+    [dropped] = events(logs, "background_task_dropped")
+    assert "queue is full" in dropped["reason"]
+
+
+async def test_a_task_added_from_a_thread_into_a_full_queue_is_dropped(logs: Logs) -> None:
+    gate = asyncio.Event()
+    async with lightwork.Scheduler(max_concurrency=1, max_pending=1) as scheduler:
+        scheduler.add_task(gate.wait())
+        scheduler.add_task(gate.wait())
+        from_thread = await anyio.to_thread.run_sync(scheduler.add_task, gate.wait)
+        await wait_until(from_thread.done)
+        assert from_thread.state is TaskState.DROPPED
+        gate.set()
+    [dropped] = events(logs, "background_task_dropped")
+    assert "queue is full" in dropped["reason"]
+
+
+@pytest.mark.parametrize("overflow", ["reject", "wait", "drop"])
+async def test_the_overflow_policies(overflow: lightwork.Overflow) -> None:
+    gate = asyncio.Event()
+    scheduler = lightwork.Scheduler(max_concurrency=1, max_pending=1, overflow=overflow)
+    async with scheduler:
+        scheduler.add_task(gate.wait())
+        scheduler.add_task(gate.wait())
+        if overflow == "drop":
+            handle = scheduler.add_task(gate.wait())
+            assert handle.state is TaskState.DROPPED
+        else:
+            hint = "add_task_wait" if overflow == "wait" else "raise max_pending"
+            with pytest.raises(lightwork.BackgroundQueueFull, match=hint):
+                scheduler.add_task(gate.wait())
+        gate.set()
+
+
+async def test_overflow_and_shutdown_send_offloadable_tasks_to_the_bridge(
+    lightwork_tasks: TaskRecorder, logs: Logs
+) -> None:
+    scheduler = overflow_offload.scheduler
+    overflow_offload.offloaded_jobs.clear()
+    offloaded_before = scheduler.counts()["offloaded"]  # counts run from the scheduler's making
+    gate = asyncio.Event()
+    transport = httpx2.ASGITransport(app=overflow_offload.app)
+    await scheduler.start()
+    async with httpx2.AsyncClient(transport=transport, base_url="http://test") as client:
+        held = [scheduler.add_task(gate.wait(), name="held") for _ in range(4 + 20)]
+        await client.post("/photos/cat")  # released into the full queue: offloaded
+        [thumbnail] = [t for t in lightwork_tasks.tasks if t.name == "make_thumbnail"]
+        assert thumbnail.state is TaskState.OFFLOADED
+        error = thumbnail.exception()
+        assert isinstance(error, lightwork.TaskOffloadedError)
+        [job] = overflow_offload.offloaded_jobs
+        assert error.job is job
+        assert await job.result(timeout=30) == "cat-small.png"  # made in a worker process
+        [offloaded] = events(logs, "background_task_offloaded")
+        assert offloaded["job_id"] == job.job_id
+        assert "queue is full (20 tasks waiting)" in offloaded["reason"]
+        # At shutdown, pending_at_shutdown="spill" sends queued ones there too.
+        for handle in held[4:]:
+            handle.cancel()  # make room in the queue
+        await client.post("/photos/dog")
+        [dog] = [t for t in lightwork_tasks.tasks if t.name == "make_thumbnail"][1:]
+        assert dog.state.value == "pending"  # waiting in the queue
+        closing = asyncio.ensure_future(scheduler.aclose())
+        await wait_until(dog.done)
+        assert dog.state is TaskState.OFFLOADED
+        gate.set()
+        await closing
+    [closed] = events(logs, "background_scheduler_closed")
+    assert closed["offloaded"] - offloaded_before == 2
+
+
+# -- guide.md: shutdown -----------------------------------------------------------------------
+
+
+@pytest.fixture
+async def shutdown_client(
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[tuple[httpx2.AsyncClient, asyncio.Event]]:
+    """The shutdown example with its calls held until the test releases them."""
+    gate = asyncio.Event()
+
+    async def held(order_id: int) -> None:
+        await gate.wait()
+
+    for call in ("charge", "mail", "store"):
+        monkeypatch.setattr(shutdown, call, held)
+    for record in (shutdown.captured, shutdown.receipts, shutdown.audit_log):
+        record.clear()
+    transport = httpx2.ASGITransport(app=shutdown.app)
+    await shutdown.scheduler.start()
+    async with httpx2.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield client, gate
+    await shutdown.scheduler.aclose()
+
+
+async def test_shielded_tasks_outlive_the_drain(
+    monkeypatch: pytest.MonkeyPatch,
+    shutdown_client: tuple[httpx2.AsyncClient, asyncio.Event],
+    lightwork_tasks: TaskRecorder,
+    logs: Logs,
+) -> None:
+    client, gate = shutdown_client
+    scheduler = shutdown.scheduler
+    before = scheduler.counts()  # counts run from the scheduler's making
+    monkeypatch.setattr(scheduler, "drain_timeout", 0.05)
+    await client.post("/checkout/7")
+    capture, receipt, audit = lightwork_tasks.tasks
+    assert (capture.shield, receipt.shield, audit.shield) == (True, False, True)
+    closing = asyncio.ensure_future(scheduler.aclose())
+    await wait_until(receipt.done)  # cancelled at the drain deadline
+    assert receipt.state is TaskState.CANCELLED
+    assert not capture.done()
+    assert not audit.done()
+    with pytest.raises(lightwork.SchedulerClosedError):
+        scheduler.add_task(shutdown.record_audit(8))
+    gate.set()
+    await closing
+    assert (capture.state, audit.state) == (TaskState.COMPLETED, TaskState.COMPLETED)
+    assert (shutdown.captured, shutdown.receipts, shutdown.audit_log) == ([7], [], [7])
+    ends = [
+        (e["event"], e.get("task"), e.get("reason"))
+        for e in logs
+        if e["event"] in ("background_task_cancelled", "background_scheduler_closed")
+        or e["event"] == "background_task_completed"
+    ]
+    assert ends[0] == ("background_task_cancelled", "send_receipt", "shutdown")
+    assert ends[-1] == ("background_scheduler_closed", None, None)
+    [closed] = events(logs, "background_scheduler_closed")
+    assert {key: closed[key] - before[key] for key in before} == {
+        "added": 3,
+        "running": 0,
+        "completed": 2,
+        "failed": 0,
+        "timed_out": 0,
+        "cancelled": 1,
+        "dropped": 0,
+        "offloaded": 0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"), [("run", TaskState.COMPLETED), ("drop", TaskState.DROPPED)]
+)
+async def test_queued_tasks_at_shutdown_run_or_drop(
+    monkeypatch: pytest.MonkeyPatch,
+    shutdown_client: tuple[httpx2.AsyncClient, asyncio.Event],
+    policy: str,
+    expected: TaskState,
+    logs: Logs,
+) -> None:
+    _, gate = shutdown_client
+    scheduler = shutdown.scheduler
+    monkeypatch.setattr(scheduler, "pending_at_shutdown", policy)
+    running = [scheduler.add_task(gate.wait()) for _ in range(50)]  # max_concurrency
+    queued = scheduler.add_task(shutdown.send_receipt(9))
+    assert queued.state is TaskState.PENDING
+    closing = asyncio.ensure_future(scheduler.aclose())
+    await wait_until(lambda: "closing" in repr(scheduler))
+    gate.set()  # slots free up during the drain
+    await closing
+    assert all(task.state is TaskState.COMPLETED for task in running)
+    assert queued.state is expected
+    if policy == "drop":
+        [dropped] = events(logs, "background_task_dropped")
+        assert "pending_at_shutdown='drop'" in dropped["reason"]
+
+
 # -- guide.md: logging --------------------------------------------------------------------------
 
 
@@ -476,6 +960,39 @@ async def test_the_debug_check_is_made_when_the_scheduler_starts() -> None:
     async with scheduler:  # started again, under the DEBUG configuration
         await scheduler.add_task(quick(), name="second")
     assert "task=second" in out.getvalue()
+
+
+@pytest.fixture
+def fallback_logging() -> Iterator[io.StringIO]:
+    """The fallback example's configuration, undone afterwards."""
+    out = io.StringIO()
+    logger = logging.getLogger("lightwork")
+    handlers = list(logger.handlers)
+    logging_fallback.configure_logging(file=out)
+    try:
+        yield out
+    finally:
+        logger.handlers[:] = handlers
+        logging_fallback.shipper.collector_up = True
+        structlog.reset_defaults()
+
+
+async def test_a_raising_processor_never_breaks_a_task(fallback_logging: io.StringIO) -> None:
+    logging_fallback.shipper.collector_up = False
+    async with lightwork.Scheduler() as scheduler:
+        failed = scheduler.add_task(broken(), name="welcome-email")
+        completed = scheduler.add_task(quick())
+        with pytest.raises(ValueError, match="the mail server said no"):
+            await failed
+        assert await completed == "done"
+    assert scheduler.counts()["failed"] == 1
+    fallback = fallback_logging.getvalue().splitlines()
+    assert fallback == [
+        "ERROR lightwork: lightwork could not log background_task_failed (task welcome-email): "
+        "ConnectionError: the log collector is unreachable",
+        "ERROR lightwork: lightwork could not log background_scheduler_closed (task None): "
+        "ConnectionError: the log collector is unreachable",
+    ]
 
 
 # -- api.md -------------------------------------------------------------------------------
