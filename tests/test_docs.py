@@ -32,6 +32,7 @@ from starlette.testclient import TestClient
 
 import lightwork
 from lightwork import TaskState, TaskTimeoutError
+from lightwork.backends import MemoryBackend
 from tests.support import events, wait_until
 
 if TYPE_CHECKING:
@@ -792,6 +793,7 @@ async def test_overflow_and_shutdown_send_offloadable_tasks_to_the_bridge(
         [offloaded] = events(logs, "background_task_offloaded")
         assert offloaded["job_id"] == job.job_id
         assert "queue is full (20 tasks waiting)" in offloaded["reason"]
+        assert "offload make-thumbnail" in lightwork_tasks.names()  # the hand-off, a task too
         # At shutdown, pending_at_shutdown="spill" sends queued ones there too.
         for handle in held[4:]:
             handle.cancel()  # make room in the queue
@@ -805,6 +807,27 @@ async def test_overflow_and_shutdown_send_offloadable_tasks_to_the_bridge(
         await closing
     [closed] = events(logs, "background_scheduler_closed")
     assert closed["offloaded"] - offloaded_before == 2
+
+
+async def test_a_task_the_bridge_refuses_is_rejected_and_logged(logs: Logs) -> None:
+    gate = asyncio.Event()
+    scheduler = lightwork.Scheduler(
+        max_concurrency=1,
+        max_pending=1,
+        overflow="offload",
+        offload=lightwork.Offloader(MemoryBackend(), outbox=None),
+    )
+    async with scheduler:
+        scheduler.add_task(gate.wait())
+        scheduler.add_task(gate.wait())
+        with pytest.raises(lightwork.BackgroundQueueFull):
+            scheduler.add_task(overflow_offload.make_thumbnail, b"not JSON")  # type: ignore[call-overload]
+        gate.set()
+    [refused] = events(logs, "background_task_offloaded")
+    assert refused["log_level"] == "warning"
+    assert "JSON" in refused["failed"]
+    [dropped] = events(logs, "background_task_dropped")
+    assert dropped["task"] == "make_thumbnail"
 
 
 # -- guide.md: shutdown -----------------------------------------------------------------------
