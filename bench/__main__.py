@@ -109,11 +109,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             repeat=settings["repeat"],
             rounds=settings["rounds"],
         )
-        print(_report.micro_table(micro))
+        print(_report.micro_table(micro).text())
     if "memory" in settings["parts"]:
         print(f"\n2. memory: {settings['memory_n']:,} tasks parked on one future")
         memory = run_memory(settings["loops"], settings["contenders"], n=settings["memory_n"])
-        print(_report.memory_table(memory))
+        print(_report.memory_table(memory).text())
     if "http" in settings["parts"]:
         print("\n3. HTTP: uvicorn (uvloop + httptools, 1 worker) on 127.0.0.1")
         http = run_http(
@@ -122,10 +122,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             warm_up_s=settings["warm_up_s"],
             rounds=settings["http_rounds"],
         )
-        print(_report.http_table(http))
+        print(_report.http_table(http).text())
     verdicts = check(micro, memory, http)
     print("\ntargets (issue 6)")
-    print(_report.targets_table(verdicts))
+    print(_report.targets_table(verdicts).text())
 
     output: Path = args.output
     output.mkdir(parents=True, exist_ok=True)
@@ -139,11 +139,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         "targets": [dataclasses.asdict(v) for v in verdicts],
     }
     (output / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (output / "results.md").write_text(_report.markdown(micro, memory, http, verdicts))
     title = f"lightwork benchmarks: {machine['cpu']} x{machine['cpus']}, {machine['python']}" + (
         " (quick: sizes too small to mean anything)" if settings["quick"] else ""
     )
     _report.chart(output / "chart.png", title, micro, memory, http)
-    print(f"\nwrote {output / 'results.json'} and {output / 'chart.png'} in {results['seconds']} s")
+    print(f"\nwrote results.json, results.md and chart.png to {output} in {results['seconds']} s")
 
 
 if __name__ == "__main__":

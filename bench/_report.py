@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 import matplotlib as mpl
@@ -24,24 +25,38 @@ RATIO_TARGET: Final = 1.3
 BYTES_TARGET: Final = 1200
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], *, figures: bool = True) -> str:
-    """Align *rows* under *header*: the first column to the left, figures to the right."""
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    lines = [header, ["-" * w for w in widths], *rows]
-    return "\n".join(
-        "  ".join(
-            cell.rjust(width) if figures and i else cell.ljust(width)
-            for i, (cell, width) in enumerate(zip(line, widths, strict=True))
-        ).rstrip()
-        for line in lines
-    )
+@dataclass(frozen=True, slots=True)
+class Table:
+    """Rows under a header, to print as text or to paste into the docs as Markdown."""
+
+    header: Sequence[str]
+    rows: Sequence[Sequence[str]]
+    figures: bool = True
+    """Align every column but the first to the right."""
+
+    def text(self) -> str:
+        widths = [
+            max(len(row[i]) for row in [self.header, *self.rows]) for i in range(len(self.header))
+        ]
+        lines = [self.header, ["-" * w for w in widths], *self.rows]
+        return "\n".join(
+            "  ".join(
+                cell.rjust(width) if self.figures and i else cell.ljust(width)
+                for i, (cell, width) in enumerate(zip(line, widths, strict=True))
+            ).rstrip()
+            for line in lines
+        )
+
+    def markdown(self) -> str:
+        rule = ["---", *(("---:" if self.figures else "---") for _ in self.header[1:])]
+        return "\n".join(f"| {' | '.join(line)} |" for line in [self.header, rule, *self.rows])
 
 
 def _columns(micro: Sequence[MicroResult]) -> list[tuple[str, str]]:
     return list(dict.fromkeys((r.loop, r.workload) for r in micro))
 
 
-def micro_table(micro: Sequence[MicroResult]) -> str:
+def micro_table(micro: Sequence[MicroResult]) -> Table:
     """Contenders down, loop and workload across: ns per task and the ratio to the floor."""
     columns = _columns(micro)
     cells = {(r.contender, r.loop, r.workload): r for r in micro}
@@ -55,10 +70,10 @@ def micro_table(micro: Sequence[MicroResult]) -> str:
             else:
                 row.append(f"{result.ns_per_task:,.0f} ns {result.ratio:5.2f}x")
         rows.append(row)
-    return _table(["contender", *(f"{loop} {workload}" for loop, workload in columns)], rows)
+    return Table(["contender", *(f"{loop} {workload}" for loop, workload in columns)], rows)
 
 
-def memory_table(memory: Sequence[MemoryResult]) -> str:
+def memory_table(memory: Sequence[MemoryResult]) -> Table:
     """Contenders down, loops across: bytes per parked task, traced and by RSS."""
     loops = list(dict.fromkeys(r.loop for r in memory))
     cells = {(r.contender, r.loop): r for r in memory}
@@ -76,10 +91,10 @@ def memory_table(memory: Sequence[MemoryResult]) -> str:
     header = ["contender"]
     for loop in loops:
         header.extend([f"{loop} B/task", f"{loop} RSS B/task"])
-    return _table(header, rows)
+    return Table(header, rows)
 
 
-def http_table(http: Sequence[HttpResult]) -> str:
+def http_table(http: Sequence[HttpResult]) -> Table:
     """Endpoints down: throughput, its ratio to the plain endpoint, latency, collector time."""
     rows = [
         [
@@ -99,16 +114,35 @@ def http_table(http: Sequence[HttpResult]) -> str:
         "endpoint", "req/s", "vs plain", "p50 ms", "p99 ms", "GC share", "max GC ms",
         "CPU us/req", "errors",
     ]  # fmt: skip
-    return _table(header, rows)
+    return Table(header, rows)
 
 
-def targets_table(verdicts: Sequence[Verdict]) -> str:
+def targets_table(verdicts: Sequence[Verdict]) -> Table:
     """One line per target of issue 6: met, missed or not measured, and the figure."""
-    return _table(
+    return Table(
         ["status", "target", "measured"],
         [[v.status.upper(), v.target, v.measured] for v in verdicts],
         figures=False,
     )
+
+
+def markdown(
+    micro: Sequence[MicroResult],
+    memory: Sequence[MemoryResult],
+    http: Sequence[HttpResult],
+    verdicts: Sequence[Verdict],
+) -> str:
+    """Every table of the run in Markdown, ready to paste into docs/benchmarks.md."""
+    parts = [
+        table.markdown() + "\n"
+        for ran, table in (
+            (micro, micro_table(micro)),
+            (memory, memory_table(memory)),
+            (http, http_table(http)),
+        )
+        if ran
+    ]
+    return "\n".join([*parts, targets_table(verdicts).markdown() + "\n"])
 
 
 def chart(
