@@ -823,9 +823,9 @@ async def test_a_task_the_bridge_refuses_is_rejected_and_logged(logs: Logs) -> N
         with pytest.raises(lightwork.BackgroundQueueFull):
             scheduler.add_task(overflow_offload.make_thumbnail, b"not JSON")  # type: ignore[call-overload]
         gate.set()
-    [refused] = events(logs, "background_task_offloaded")
+    [refused] = events(logs, "background_task_offload_refused")
     assert refused["log_level"] == "warning"
-    assert "JSON" in refused["failed"]
+    assert "JSON" in refused["reason"]
     [dropped] = events(logs, "background_task_dropped")
     assert dropped["task"] == "make_thumbnail"
 
@@ -1013,7 +1013,7 @@ async def test_a_raising_processor_never_breaks_a_task(fallback_logging: io.Stri
     assert fallback == [
         "ERROR lightwork: lightwork could not log background_task_failed (task welcome-email): "
         "ConnectionError: the log collector is unreachable",
-        "ERROR lightwork: lightwork could not log background_scheduler_closed (task None): "
+        "ERROR lightwork: lightwork could not log background_scheduler_closed: "
         "ConnectionError: the log collector is unreachable",
     ]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
+import threading
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -312,3 +313,31 @@ def test_the_middleware_takes_the_common_limits_itself(lightwork_tasks: TaskReco
     assert [h.state for h in lightwork_tasks.tasks].count(TaskState.DROPPED) == 1
     with pytest.raises(TypeError, match="pass max_concurrency, max_pending and overflow to your"):
         BackgroundMiddleware(app, scheduler=Scheduler(), max_concurrency=2)
+
+
+def test_a_request_hears_of_a_full_queue_even_when_tasks_start_after_the_response(
+    lightwork_tasks: TaskRecorder,
+) -> None:
+    release = threading.Event()
+
+    async def hold() -> None:
+        await asyncio.to_thread(release.wait, 5)
+
+    async def endpoint(request: Request) -> Response:
+        lightwork.get_background(request).add_task(hold)
+        return PlainTextResponse("accepted")
+
+    app = Starlette(
+        routes=[Route("/", endpoint)],
+        middleware=[Middleware(BackgroundMiddleware, max_concurrency=1, max_pending=1)],
+        exception_handlers={BackgroundQueueFull: lightwork.queue_full_response},
+    )
+    with TestClient(app) as client:
+        assert client.get("/").status_code == 200  # runs
+        assert client.get("/").status_code == 200  # waits in the queue
+        assert client.get("/").status_code == 503  # refused while the request can be told
+        release.set()
+        lightwork_tasks.wait()
+    assert [h.state for h in lightwork_tasks.tasks] == [
+        TaskState.COMPLETED, TaskState.COMPLETED, TaskState.DROPPED,
+    ]  # fmt: skip

@@ -410,3 +410,15 @@ async def test_a_sync_callable_in_a_thread_does_not_block_but_one_run_inline_doe
 def test_inline_is_for_sync_functions() -> None:
     with pytest.raises(TypeError, match="inline=True is for sync functions"):
         lightwork.task(inline=True)(double)
+
+
+async def test_a_hung_async_callback_is_cancelled_at_shutdown(logs: Logs) -> None:
+    async def hang(result: object) -> None:
+        await asyncio.Event().wait()
+
+    scheduler = Scheduler(drain_timeout=0.02)
+    await scheduler.start()
+    await scheduler.add_task(double(1), on_complete=hang)
+    await scheduler.aclose()
+    assert scheduler._callbacks == set()
+    assert events(logs, "background_scheduler_closed")

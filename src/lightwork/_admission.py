@@ -103,6 +103,10 @@ class Admission:
             self.room.append(waiter)
             try:
                 await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._make_room()  # woken, but leaving: wake the next one instead
+                raise
             finally:
                 if waiter in self.room:
                     self.room.remove(waiter)

@@ -58,7 +58,7 @@ class Background(TaskSource):
         handle.route = self._route
         if self._released:
             self.__scheduler._accept(handle)
-        else:
+        elif not self.__scheduler._refuse_if_full(handle):
             self._pending.append(handle)
 
     def _release(self, status: int | None, error: BaseException | None) -> None:

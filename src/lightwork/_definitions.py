@@ -42,7 +42,7 @@ def task(
         timeout: seconds before the task is cancelled; ``None`` for no limit.
         slow_threshold: seconds after which the task is reported slow; ``None`` for never.
         block_threshold: seconds one step may hold the event loop before the task is
-            reported as blocking it; ``None`` to not time its steps.
+            reported as blocking it; ``None`` to never report (steps are still timed).
         on_complete: called with the result when the task completes (sync or async).
         on_error: called with what ended the task otherwise (sync or async).
         run_if: which requests release the task (see ``RunIf``).

@@ -10,6 +10,7 @@ The tree::
     ├── TaskError
     │   ├── TaskTimeoutError (TimeoutError)
     │   ├── TaskCancelledError
+    │   ├── TaskOffloadedError
     │   └── TaskDroppedError
     └── OffloadError
         ├── JobNotRegisteredError (LookupError)
@@ -31,6 +32,10 @@ at the adapter's boundary, with the original as ``__cause__``.
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._job import JobRef
 
 
 class LightworkError(Exception):
@@ -51,7 +56,11 @@ class MissingDependencyError(LightworkError, ImportError):
 
 
 class BackgroundQueueFull(LightworkError, RuntimeError):  # noqa: N818 -- reads as a state
-    """Raised when ``add_task`` finds the scheduler's queue full (``overflow="reject"``)."""
+    """Raised when ``add_task`` finds the scheduler's queue full.
+
+    With ``overflow="reject"`` or ``"wait"`` (``add_task_wait`` waits instead), and with
+    ``"offload"`` for a task that is not an ``@offloadable`` function's.
+    """
 
     retry_after = 1
     """Seconds a client may wait before trying again; ``queue_full_response`` sends it."""
@@ -85,7 +94,9 @@ class TaskCancelledError(TaskError):
 class TaskOffloadedError(TaskError):
     """Raised when awaiting a task that went to the offload bridge; ``job`` follows it there."""
 
-    def __init__(self, message: str, *, task: str, task_id: int, job: object = None) -> None:
+    def __init__(
+        self, message: str, *, task: str, task_id: int, job: JobRef[Any] | None = None
+    ) -> None:
         super().__init__(message, task=task, task_id=task_id)
         self.job = job
         """The job's ``JobRef``: ``await error.job.result()`` where the engine keeps results."""
@@ -95,7 +106,10 @@ class TaskOffloadedError(TaskError):
 
 
 class TaskDroppedError(TaskError):
-    """Raised when a task never started: its request failed, or the scheduler had closed."""
+    """Raised when a task never started: its request failed or its queue was full.
+
+    Also when its response did not suit its ``run_if``, or the scheduler closed first.
+    """
 
 
 class OffloadError(LightworkError):

@@ -18,7 +18,10 @@ T = TypeVar("T")
 
 
 class TaskState(enum.StrEnum):
-    """Where a task is in its life; the last five are terminal and each task reaches exactly one."""
+    """Where a task is in its life; each task ends in exactly one of the terminal states.
+
+    Terminal: all but ``PENDING`` and ``RUNNING`` (see ``TERMINAL_STATES``).
+    """
 
     PENDING = "pending"
     """Accepted, not started: waiting for its request's response, or for a free slot."""
@@ -42,9 +45,10 @@ class TaskHandle(Generic[T]):
     """A background task, as returned by ``add_task``; awaiting it gives the task's outcome.
 
     ``await handle`` returns the task's result or raises what ended it: the task's own
-    exception, :class:`~lightwork.TaskTimeoutError`, :class:`~lightwork.TaskCancelledError`
-    or :class:`~lightwork.TaskDroppedError`. Awaiting never affects the task, and a handle
-    may be awaited any number of times, from the scheduler's event loop.
+    exception, `TaskTimeoutError`, `TaskCancelledError`, `TaskDroppedError` or
+    `TaskOffloadedError` (whose ``job`` follows the task to the offload bridge).
+    Awaiting never affects the task, and a handle may be awaited any number of times, from
+    the scheduler's event loop.
 
     Example:
         ```python
@@ -149,8 +153,8 @@ class TaskHandle(Generic[T]):
     def duration(self) -> float | None:
         """Seconds the task has run so far, or ran in all once ended; ``None`` before it starts.
 
-        Counted from the task's first step on the loop, so time spent waiting for the loop
-        in a burst of tasks does not count (with ``block_threshold=None``: from its start).
+        Counted from the task's first step on the loop to the end of its last, so time
+        spent waiting for the loop (in a burst of tasks, or in the queue) does not count.
         """
         if self._duration is None and self._started_at:
             return perf_counter() - self._started_at

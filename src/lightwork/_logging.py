@@ -20,6 +20,7 @@ TASK_TIMED_OUT: Final = "background_task_timed_out"
 TASK_CANCELLED: Final = "background_task_cancelled"
 TASK_DROPPED: Final = "background_task_dropped"
 TASK_OFFLOADED: Final = "background_task_offloaded"
+TASK_OFFLOAD_REFUSED: Final = "background_task_offload_refused"
 TASK_SLOW: Final = "background_task_slow"
 TASK_BLOCKING: Final = "background_task_blocking"
 LOOP_BLOCKED: Final = "event_loop_blocked"
@@ -68,10 +69,10 @@ class _Logger:
         try:
             getattr(_structlog_logger, level)(event, **fields)
         except Exception as exc:  # noqa: BLE001 -- the app's logging is broken: say so elsewhere
+            about = f" (task {fields['task']})" if "task" in fields else ""
             _fallback.error(
-                "lightwork could not log %s (task %s): %s: %s",
-                event, fields.get("task"), type(exc).__name__, exc,
-            )  # fmt: skip
+                "lightwork could not log %s%s: %s: %s", event, about, type(exc).__name__, exc
+            )
 
 
 logger: Final = _Logger()

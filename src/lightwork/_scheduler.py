@@ -248,10 +248,12 @@ class Scheduler(TaskSource):
     async def aclose(self) -> None:
         """Stop accepting tasks, wait up to ``drain_timeout`` for running ones, cancel the rest.
 
-        Every task still running at the deadline is cancelled and logged as cancelled with
-        ``reason="shutdown"``; one that does not unwind within a second after that is
-        logged as ``background_task_abandoned``. Ends with one ``background_scheduler_closed``
-        event that counts each terminal state.
+        Queued tasks run as slots free up, are dropped, or are spilled to the offload bridge
+        (``pending_at_shutdown``); those still queued at the drain deadline are dropped.
+        Every task still running then is cancelled (``reason="shutdown"``), but for
+        ``shield=True`` ones, which get until ``shield_timeout``. A task that does not unwind
+        within a second of its cancellation is logged as ``background_task_abandoned``.
+        Ends with one ``background_scheduler_closed`` event that counts each terminal state.
         """
         if self._phase in ("idle", "closed"):
             self._phase = "closed"
@@ -302,7 +304,7 @@ class Scheduler(TaskSource):
         for handle in list(self._running):
             if not (keep_shielded and handle.shield):
                 self._cancel(handle, reason)
-        if not keep_shielded or not self._running:
+        if not keep_shielded or not any(h.shield for h in self._running):
             for callback in self._callbacks:
                 callback.cancel()
 
@@ -457,6 +459,28 @@ class Scheduler(TaskSource):
             handle._slot = True
         self._launch(handle)
 
+    def _refuse_if_full(self, handle: TaskHandle[Any]) -> bool:
+        """Apply the overflow policy at once to a request's task if the queue is full now.
+
+        So that the request can still hear of it (``BackgroundQueueFull``, a 503) rather
+        than its task being dropped after the response. Only on the loop's own thread;
+        return whether the task was refused.
+        """
+        admission = self._admission
+        if (
+            admission is None
+            or self._offloading
+            or not admission.queue_full()
+            or admission.has_slot(handle.name)
+        ):
+            return False
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # a sync endpoint's thread: decided when the task is released
+            return False
+        self._overflow(handle, may_raise=True)
+        return True
+
     def _overflow(self, handle: TaskHandle[Any], may_raise: bool) -> None:
         assert self._admission is not None
         reason = f"the queue is full ({self._admission.max_pending} tasks waiting)"
@@ -480,7 +504,7 @@ class Scheduler(TaskSource):
         try:
             ref = self.offloader._offload(self, fn, args, kwargs)
         except LightworkError as exc:  # e.g. arguments that JSON cannot carry
-            log.logger.warning(log.TASK_OFFLOADED, **task_fields(handle), failed=str(exc))
+            log.logger.warning(log.TASK_OFFLOAD_REFUSED, **task_fields(handle), reason=str(exc))
             return False
         finally:
             self._offloading = False
