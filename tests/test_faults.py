@@ -256,7 +256,7 @@ def failing_events() -> Iterator[set[str]]:
 
 
 async def test_a_logger_that_raises_does_not_stop_the_scheduler_starting_or_closing(
-    failing_events: set[str],
+    failing_events: set[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     failing_events.add("background_scheduler_")
     scheduler = Scheduler()
@@ -265,10 +265,20 @@ async def test_a_logger_that_raises_does_not_stop_the_scheduler_starting_or_clos
         handle = scheduler.add_task(double, 1)
         await scheduler.aclose()
     assert handle.result() == 2
+    reports = fallback_reports(caplog)
+    assert [r.split(":")[0] for r in reports] == [
+        "lightwork could not log background_scheduler_started",
+        "lightwork could not log background_scheduler_closed",
+    ]
+
+
+def fallback_reports(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """Return what lightwork told stdlib logging because structlog raised."""
+    return [r.getMessage() for r in caplog.records if r.name == "lightwork"]
 
 
 async def test_a_logger_that_raises_does_not_keep_tasks_from_ending(
-    failing_events: set[str],
+    failing_events: set[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     async with Scheduler() as scheduler:
         failing_events.add("background_task_")
@@ -286,10 +296,20 @@ async def test_a_logger_that_raises_does_not_keep_tasks_from_ending(
         assert (counts["completed"], counts["failed"], counts["cancelled"]) == (1, 1, 1)
         failing_events.clear()
         assert await scheduler.add_task(double, 2) == 4  # and the scheduler goes on
+    # Each end that structlog could not take is told to stdlib logging instead, once.
+    assert sorted(fallback_reports(caplog)) == [
+        f"lightwork could not log background_task_{state} (task {name}): RuntimeError: "
+        f"a broken log processor, on background_task_{state}"
+        for state, name in [
+            ("cancelled", "sleep"),
+            ("completed", "double"),
+            ("failed", "raise_value_error"),
+        ]
+    ]
 
 
 def test_a_logger_that_raises_does_not_reach_the_request(
-    failing_events: set[str], lightwork_tasks: TaskRecorder
+    failing_events: set[str], lightwork_tasks: TaskRecorder, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def raises_after_adding(request: Request) -> Response:
         lightwork.get_background(request).add_task(double, 1)
@@ -308,6 +328,7 @@ def test_a_logger_that_raises_does_not_reach_the_request(
             client.get("/raises")
         lightwork_tasks.wait(BOUND_S)
     assert [h.state for h in lightwork_tasks.tasks] == [TaskState.DROPPED, TaskState.DROPPED]
+    assert len(fallback_reports(caplog)) == 2
 
 
 # -- adding tasks at the wrong time or from the wrong place ----------------------------
