@@ -100,44 +100,25 @@ class BackgroundMiddleware:
         return f"<BackgroundMiddleware start={self.start!r} run_if={self.run_if!r}>"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # One coroutine for the whole request: every request pays for this method.
         kind = scope["type"]
-        if kind in ("http", "websocket"):
-            if not self.request_context:
-                await self._connection(scope, receive, send)
-                return
-            tokens = bind_request_context(scope)
-            try:
-                await self._connection(scope, receive, send)
-            finally:
-                unbind_request_context(tokens)
-        elif kind == "lifespan":
-            await self._lifespan(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
-
-    async def _connection(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if kind != "http" and kind != "websocket":  # noqa: PLR1714 -- faster than `in`
+            if kind == "lifespan":
+                await self._lifespan(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
+            return
+        tokens = bind_request_context(scope) if self.request_context else None
         # Websockets have no response to wait for: their tasks start at once.
-        immediately = self.start == "immediately" or scope["type"] == "websocket"
+        released = kind == "websocket" or self.start == "immediately"
         route = f"{scope.get('method', 'WEBSOCKET')} {scope['path']}"
-        background = Background(self.scheduler, self.run_if, route, released=immediately)
-        _attach(scope, background)
-        if not _watchdog.watching:
-            await self._serve(scope, receive, send, background)
-            return
-        task = asyncio.current_task()
-        assert task is not None
-        _watchdog.requests[task] = route  # so a stuck loop can be blamed on this request
-        try:
-            await self._serve(scope, receive, send, background)
-        finally:
-            _watchdog.requests.pop(task, None)
-
-    async def _serve(
-        self, scope: Scope, receive: Receive, send: Send, background: Background
-    ) -> None:
-        if background._released:
-            await self.app(scope, receive, send)
-            return
+        background = Background(self.scheduler, self.run_if, route, released=released)
+        scope[SCOPE_KEY] = background
+        # A copy, so that a server sharing one lifespan state dict across requests is unharmed.
+        scope["state"] = {**scope.get("state", {}), "background": background}
+        watched = asyncio.current_task() if _watchdog.watching else None
+        if watched is not None:
+            _watchdog.requests[watched] = route  # so that a stuck loop is blamed on it
         status: int | None = None
 
         async def send_then_release(message: Message) -> None:
@@ -152,13 +133,19 @@ class BackgroundMiddleware:
                 background._release(status, None)
 
         try:
-            await self.app(scope, receive, send_then_release)
+            await self.app(scope, receive, send if released else send_then_release)
         except BaseException as exc:
             if not background._released:
                 background._release(status, exc)
             raise
-        if not background._released:  # the app returned without finishing a response
-            background._release(status, None)
+        else:
+            if not background._released:  # the app returned without finishing a response
+                background._release(status, None)
+        finally:
+            if watched is not None:
+                _watchdog.requests.pop(watched, None)
+            if tokens is not None:
+                unbind_request_context(tokens)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def receive_and_manage() -> Message:
@@ -170,12 +157,6 @@ class BackgroundMiddleware:
             return message
 
         await self.app(scope, receive_and_manage, send)
-
-
-def _attach(scope: Scope, background: Background) -> None:
-    scope[SCOPE_KEY] = background
-    # A copy, so that a server sharing one lifespan state dict across requests is not changed.
-    scope["state"] = {**scope.get("state", {}), "background": background}
 
 
 async def queue_full_response(request: Request, exc: Exception) -> Response:
