@@ -124,7 +124,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         print(_report.http_table(http).text())
     verdicts = check(micro, memory, http)
-    print("\ntargets (issue 6)")
+    quick_note = " (a --quick run: sizes too small for these verdicts to mean anything)"
+    print(f"\ntargets (issue 6){quick_note if settings['quick'] else ''}")
     print(_report.targets_table(verdicts).text())
 
     output: Path = args.output
