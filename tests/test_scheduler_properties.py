@@ -1,11 +1,13 @@
 """The scheduler as a state machine (hypothesis): any interleaving of add, release, cancel,
-timeout and shutdown, under any limits, keeps the books straight.
+timeout and shutdown, under any limits and policies, keeps the books straight.
 
 The machine owns an event loop and runs each step on it. Tasks complete, fail, hang until
-released, or run past their timeout. After every step the loop is settled (every task that
-can end by itself has ended), and the invariants are checked: the counts add up, every task
-is in one state that its log events agree with, ended tasks ended as the model says, the
-limits hold and no queued task could have started, and after shutdown nothing is left.
+released (shielded or not), run past their timeout, or are tasks of an ``@offloadable``
+function, which overflow and shutdown may send to the offload bridge. After every step the
+loop is settled (every task that can end by itself has ended), and the invariants are
+checked: the counts add up, every task is in one state that its log events agree with,
+ended tasks ended as the model says, the limits hold and no queued task could have started,
+and after shutdown nothing is left.
 """
 
 from __future__ import annotations
@@ -31,8 +33,18 @@ from hypothesis.stateful import (
 )
 from structlog.testing import LogCapture
 
-from lightwork import BackgroundQueueFull, Scheduler, SchedulerClosedError, TaskHandle, TaskState
+from lightwork import (
+    BackgroundQueueFull,
+    Offloader,
+    Scheduler,
+    SchedulerClosedError,
+    TaskHandle,
+    TaskState,
+)
 from lightwork._handle import TERMINAL_STATES
+from lightwork.backends.memory import MemoryBackend
+from lightwork.testing import TaskRecorder
+from tests import offload_jobs
 from tests.conftest import LOOPS
 from tests.outcomes import ends_by_task
 
@@ -48,6 +60,10 @@ SETTINGS: Final = settings(
 )
 
 
+LIMITS: Final = st.integers(0, 3).map(lambda n: n or None)
+"""A limit of 1 to 3, or none (a quarter of the time)."""
+
+
 class Kind(enum.StrEnum):
     """What a task in the machine does; also its name, so per-name limits apply to it."""
 
@@ -55,6 +71,7 @@ class Kind(enum.StrEnum):
     FAIL = "fail"
     HANG = "hang"  # until released
     TIMEOUT = "timeout"  # waits forever, with a short timeout
+    OFFLOADABLE = "shout"  # an @offloadable function's task, run here unless sent away
 
 
 NATURAL_END: Final = {
@@ -62,6 +79,7 @@ NATURAL_END: Final = {
     Kind.FAIL: TaskState.FAILED,
     Kind.HANG: TaskState.COMPLETED,  # once released
     Kind.TIMEOUT: TaskState.TIMED_OUT,
+    Kind.OFFLOADABLE: TaskState.COMPLETED,
 }
 
 
@@ -107,9 +125,11 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.loop = self.new_loop()
         self.capture = LogCapture()
         structlog.configure(processors=[self.capture])
+        # Every task, the refused ones and the bridge's hand-offs included.
+        self.recorder = TaskRecorder().__enter__()
         self.scheduler: Scheduler | None = None
         self.tasks: list[Tracked] = []
-        self.rejected = 0  # refused with BackgroundQueueFull: added and dropped, no handle
+        """The tasks the machine added and holds a handle for."""
         self.closed = False
 
     # -- plumbing ---------------------------------------------------------------------
@@ -123,14 +143,25 @@ class SchedulerMachine(RuleBasedStateMachine):
         return self.scheduler
 
     async def settle(self) -> None:
-        """Wait until every task that can end by itself has ended (queued ones start meanwhile)."""
+        """Wait until every task that can end by itself has ended (queued ones start meanwhile).
+
+        The tasks the machine did not add itself, the bridge's hand-offs, all end by themselves.
+        """
         async with asyncio.timeout(BOUND_S):
             while ending := [
-                t.handle
-                for t in self.tasks
-                if t.handle.state is TaskState.RUNNING and t.ends_by_itself()
+                h
+                for h in self.recorder.tasks
+                if h.state is TaskState.RUNNING
+                and (h.id not in self.tracked or self.tracked[h.id].ends_by_itself())
             ]:
                 await asyncio.gather(*map(ended, ending))
+
+    @property
+    def tracked(self) -> dict[int, Tracked]:
+        return {t.handle.id: t for t in self.tasks}
+
+    def all_in_state(self, state: TaskState) -> list[TaskHandle[Any]]:
+        return [h for h in self.recorder.tasks if h.state is state]
 
     def in_state(self, state: TaskState) -> list[Tracked]:
         return [t for t in self.tasks if t.handle.state is state]
@@ -157,11 +188,11 @@ class SchedulerMachine(RuleBasedStateMachine):
     # -- rules ------------------------------------------------------------------------
 
     @initialize(
-        max_concurrency=st.integers(1, 3) | st.none(),
-        max_pending=st.integers(1, 3) | st.none(),
-        hang_limit=st.integers(1, 2) | st.none(),
-        overflow=st.sampled_from(["reject", "drop"]),
-        pending_at_shutdown=st.sampled_from(["run", "drop"]),
+        max_concurrency=LIMITS,
+        max_pending=LIMITS,
+        hang_limit=LIMITS,
+        overflow=st.sampled_from(["reject", "wait", "drop", "offload"]),
+        pending_at_shutdown=st.sampled_from(["run", "drop", "spill"]),
     )
     def start(
         self,
@@ -173,6 +204,8 @@ class SchedulerMachine(RuleBasedStateMachine):
     ) -> None:
         self.scheduler = Scheduler(
             drain_timeout=0.005,
+            shield_timeout=0.01,
+            offload=Offloader(MemoryBackend(), outbox=None),
             slow_threshold=None,
             block_threshold=None,
             max_concurrency=max_concurrency,
@@ -183,38 +216,71 @@ class SchedulerMachine(RuleBasedStateMachine):
         )
         self.run(self.scheduler.start())
 
-    @rule(kind=st.sampled_from(Kind))
-    def add(self, kind: Kind) -> None:
-        self.run(self._add(kind))
+    @rule(kind=st.sampled_from(Kind), shield=st.booleans())
+    def add(self, kind: Kind, shield: bool) -> None:
+        self.run(self._add(kind, shield))
 
-    async def _add(self, kind: Kind) -> None:
-        scheduler = self.live
-        release = asyncio.Event()
+    @rule(kinds=st.lists(st.sampled_from(Kind), min_size=2, max_size=6))
+    def add_a_burst(self, kinds: list[Kind]) -> None:
+        """Add several tasks in a row: queues fill, and overflow, more often."""
+        for kind in kinds:
+            self.run(self._add(kind, shield=False))
+
+    def _add_task(self, kind: Kind, shield: bool, release: asyncio.Event) -> TaskHandle[Any]:
+        if kind is Kind.OFFLOADABLE:  # the call form, which the bridge can send on
+            return self.live.add_task(offload_jobs.shout, "hi")
         timeout = TIMEOUT_S if kind is Kind.TIMEOUT else None
+        coro = run_task(kind, release)
+        return self.live.add_task(coro, name=kind.value, timeout=timeout, shield=shield)
+
+    async def _add(self, kind: Kind, shield: bool) -> None:
+        overflow = self.live.overflow
+        offloads = overflow == "offload" and kind is Kind.OFFLOADABLE
+        release = asyncio.Event()
         starts, full = self.has_slot(kind), self.queue_full()
         try:
-            handle = scheduler.add_task(run_task(kind, release), name=kind.value, timeout=timeout)
+            handle = self._add_task(kind, shield, release)
         except SchedulerClosedError:
             assert self.closed
             return
         except BackgroundQueueFull:
             assert not starts
             assert full
-            assert scheduler.overflow == "reject"
-            self.rejected += 1
+            assert overflow in ("reject", "wait") or (overflow == "offload" and not offloads)
+            assert self.recorder.tasks[-1].state is TaskState.DROPPED
             return
         assert not self.closed
+        assert handle.name == kind.value
         tracked = Tracked(handle, kind, release)
         self.tasks.append(tracked)
         if starts:
             assert handle.state is TaskState.RUNNING
         elif full:
-            assert scheduler.overflow == "drop"
-            assert handle.state is TaskState.DROPPED
-            tracked.expected = TaskState.DROPPED
+            tracked.expected = TaskState.OFFLOADED if offloads else TaskState.DROPPED
+            assert overflow == ("offload" if offloads else "drop")
+            assert handle.state is tracked.expected
         else:
             assert handle.state is TaskState.PENDING
         await self.settle()
+
+    @precondition(lambda self: not self.closed)
+    @rule()
+    def saturate(self) -> None:
+        """Fill every free slot with tasks that hang, so that what comes next queues up."""
+        for _ in range(4):
+            if not self.has_slot(Kind.HANG):
+                break
+            self.run(self._add(Kind.HANG, shield=False))
+
+    @precondition(lambda self: not self.closed and self.live._admission is not None)
+    @rule(kind=st.sampled_from(Kind))
+    def overfill(self, kind: Kind) -> None:
+        """Add tasks of *kind* until one overflows the queue (or five went in)."""
+        for _ in range(5):
+            overflows = self.queue_full() and not self.has_slot(kind)
+            self.run(self._add(kind, shield=False))
+            if overflows:
+                break
 
     @precondition(lambda self: any(t.kind is Kind.HANG and not t.released for t in self.tasks))
     @rule(data=st.data())
@@ -243,9 +309,11 @@ class SchedulerMachine(RuleBasedStateMachine):
     @rule()
     def shutdown(self) -> None:
         """Shut down mid-run (each run that did not also shuts down in its teardown)."""
+        spill = self.live.pending_at_shutdown == "spill"
         for tracked in self.tasks:
             if tracked.handle.state is TaskState.PENDING:
-                tracked.expected = TaskState.DROPPED
+                spilled = spill and tracked.kind is Kind.OFFLOADABLE
+                tracked.expected = TaskState.OFFLOADED if spilled else TaskState.DROPPED
             elif tracked.handle.state is TaskState.RUNNING:  # settled: an unreleased hang
                 tracked.expected = TaskState.CANCELLED
         self.run(self.live.aclose())
@@ -258,11 +326,11 @@ class SchedulerMachine(RuleBasedStateMachine):
     def counts_add_up(self) -> None:
         counts = self.live.counts()
         ended = sum(counts[state.value] for state in TERMINAL_STATES)
-        pending = len(self.in_state(TaskState.PENDING))
-        assert counts["added"] == len(self.tasks) + self.rejected
+        pending = len(self.all_in_state(TaskState.PENDING))
+        assert counts["added"] == len(self.recorder.tasks)
         assert counts["added"] == counts["running"] + pending + ended, counts
-        assert counts["running"] == len(self.in_state(TaskState.RUNNING))
-        assert counts["dropped"] == len(self.in_state(TaskState.DROPPED)) + self.rejected
+        for state in (TaskState.RUNNING, *TERMINAL_STATES):
+            assert counts[state.value] == len(self.all_in_state(state)), (state, counts)
         totals = self.live.stats()["totals"]
         assert totals["scheduled"] == totals["queued"] + totals["in_flight"] + ended, totals
 
@@ -270,15 +338,17 @@ class SchedulerMachine(RuleBasedStateMachine):
     @invariant()
     def each_task_is_in_one_state_its_logs_agree_with(self) -> None:
         ends = ends_by_task(self.capture.entries)
-        assert len(ends) == sum(t.handle.done() for t in self.tasks) + self.rejected
-        for tracked in self.tasks:
-            handle = tracked.handle
+        assert len(ends) == sum(h.done() for h in self.recorder.tasks)
+        for handle in self.recorder.tasks:
             assert handle.done() is (handle.state in TERMINAL_STATES)
             if handle.done():
                 assert ends[handle.id] == [handle.state]
-                assert handle.state is (tracked.expected or NATURAL_END[tracked.kind])
             else:
                 assert handle.id not in ends
+        for tracked in self.tasks:
+            if tracked.handle.done():
+                assert tracked.handle.state is (tracked.expected or NATURAL_END[tracked.kind])
+            else:
                 assert tracked.expected is None
 
     @precondition(lambda self: self.scheduler is not None)
@@ -303,7 +373,7 @@ class SchedulerMachine(RuleBasedStateMachine):
     @invariant()
     def after_shutdown_nothing_is_left(self) -> None:
         assert self.live.running == 0
-        assert all(t.handle.done() for t in self.tasks)
+        assert all(h.done() for h in self.recorder.tasks)
         [closed] = [e for e in self.capture.entries if e["event"] == "background_scheduler_closed"]
         assert {key: closed[key] for key in self.live.counts()} == self.live.counts()
         assert not any(e["event"] == "background_task_abandoned" for e in self.capture.entries)
@@ -316,6 +386,7 @@ class SchedulerMachine(RuleBasedStateMachine):
                 self.each_task_is_in_one_state_its_logs_agree_with()
                 self.after_shutdown_nothing_is_left()
         finally:
+            self.recorder.__exit__(None, None, None)
             self.loop.close()
             structlog.reset_defaults()
 
