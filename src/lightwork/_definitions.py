@@ -79,6 +79,7 @@ def task(
         if inline and code.co_flags & (inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR):
             raise TypeError(f"inline=True is for sync functions; {fn.__qualname__} is async")
         _definitions[code] = options
+        _facts.pop(code, None)
         return fn
 
     return register
@@ -95,3 +96,46 @@ def code_of(fn: object) -> CodeType | None:
 def definition_of(code: CodeType | None) -> TaskOptions | None:
     """Return the options ``@lightwork.task`` gave the function with this code, if any."""
     return _definitions.get(code) if code is not None else None
+
+
+# What add_task(fn, ...) must know about a function, found once per code object.
+_facts: dict[CodeType, tuple[bool, TaskOptions | None, str]] = {}
+
+
+def facts_of(fn: Callable[..., Any]) -> tuple[bool, TaskOptions | None, str]:
+    """Return whether *fn* is async, its ``@task`` options, and its task name.
+
+    Raises:
+        TypeError: *fn* is an async generator function, which no task can run.
+    """
+    code = code_of(fn)
+    if code is not None and (known := _facts.get(code)) is not None:
+        return known
+    if code is not None and code.co_flags & inspect.CO_ASYNC_GENERATOR:
+        raise TypeError(f"add_task() cannot run the async generator function {fn!r}")
+    is_async = bool(code is not None and code.co_flags & inspect.CO_COROUTINE)
+    facts = (is_async or _is_async_callable(fn), definition_of(code), name_of(fn))
+    if code is not None:
+        _facts[code] = facts
+    return facts
+
+
+def _is_async_callable(obj: object) -> bool:
+    while isinstance(obj, functools.partial):
+        obj = obj.func
+    return inspect.iscoroutinefunction(obj) or inspect.iscoroutinefunction(
+        getattr(obj, "__call__", None)  # noqa: B004 -- an async __call__, not callability
+    )
+
+
+def name_of(fn: object) -> str:
+    """Return the default task name of a callable: its qualified name, without ``<locals>``."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    name = getattr(fn, "__qualname__", None)
+    return short_name(name if isinstance(name, str) else type(fn).__qualname__)
+
+
+def short_name(qualname: str) -> str:
+    """Drop the enclosing function from a nested function's name: ``outer.<locals>.inner``."""
+    return qualname.rpartition("<locals>.")[2]

@@ -9,7 +9,7 @@ coroutine frame: asyncio drives it like any coroutine, through the same three me
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Coroutine, Generator
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -61,7 +61,7 @@ class TimedCoroutine(Coroutine[Any, Any, T]):
         self._handle = handle
 
     def send(self, value: Any) -> Any:
-        return self._step(self._coro.send, value)
+        return self._step(value, None)
 
     def throw(
         self,
@@ -69,11 +69,12 @@ class TimedCoroutine(Coroutine[Any, Any, T]):
         val: BaseException | object = None,
         tb: TracebackType | None = None,
     ) -> Any:
-        if val is None and tb is None:
-            return self._step(self._coro.throw, typ)
-        return self._step(lambda exc: self._coro.throw(exc, val, tb), typ)
+        if val is not None or tb is not None:  # the old three-argument form
+            error = val if isinstance(val, BaseException) else typ(val)  # type: ignore[operator]
+            return self._step(None, error.with_traceback(tb))
+        return self._step(None, typ)
 
-    def _step(self, advance: Callable[[Any], Any], value: Any) -> Any:
+    def _step(self, value: Any, error: type[BaseException] | BaseException | None) -> Any:
         global stepping  # noqa: PLW0603 -- one slot, written only on the loop thread
         handle = self._handle
         gc_before = gc_seconds
@@ -82,7 +83,7 @@ class TimedCoroutine(Coroutine[Any, Any, T]):
             handle._scheduler._on_first_step(handle, start)
         stepping = handle
         try:
-            result = advance(value)
+            result = self._coro.send(value) if error is None else self._coro.throw(error)
         except StopIteration as stop:
             self._account(start, gc_before)
             handle._scheduler._on_end(handle, None, stop.value)

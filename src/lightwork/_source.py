@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, overload
 
 import anyio.to_thread
 
-from ._definitions import code_of, definition_of
+from ._definitions import definition_of, facts_of, name_of, short_name
 from ._options import UNSET, TaskOptions, _Unset
 from ._registry import is_offloadable
 
@@ -223,7 +223,7 @@ def _from_coroutine(
     if kwargs:
         call_options = TaskOptions(**kwargs)
         options = call_options if options is None else call_options.over(options)
-    handle = _new_handle(scheduler, coro, options, _short(coro.__qualname__))
+    handle = _new_handle(scheduler, coro, options, short_name(coro.__qualname__))
     if scheduler.log_args and coro.cr_frame is not None:
         handle._args = _args_repr.repr(dict(coro.cr_frame.f_locals))
     return handle
@@ -232,19 +232,16 @@ def _from_coroutine(
 def _from_callable(
     scheduler: Scheduler, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> TaskHandle[Any]:
-    code = code_of(fn)
-    if code is not None and code.co_flags & inspect.CO_ASYNC_GENERATOR:
-        raise TypeError(f"add_task() cannot run the async generator function {fn!r}")
+    is_async, definition, name = facts_of(fn)
     coro: Coroutine[Any, Any, Any]
-    definition = definition_of(code)
-    if (code is not None and code.co_flags & inspect.CO_COROUTINE) or _is_async_callable(fn):
+    if is_async:
         awaitable = fn(*args, **kwargs)
         coro = awaitable if inspect.iscoroutine(awaitable) else _await(fn, awaitable)
     elif definition is not None and definition.inline:
         coro = _run_inline(fn, args, kwargs)
     else:
         coro = _run_in_thread(scheduler, fn, args, kwargs)
-    handle = _new_handle(scheduler, coro, definition, _name_of(fn))
+    handle = _new_handle(scheduler, coro, definition, name)
     if scheduler._keeps_jobs and is_offloadable(fn):  # to hand over at overflow or shutdown
         handle._job = (fn, args, kwargs)
     if scheduler.log_args:
@@ -277,26 +274,6 @@ def _new_handle(
         bool(options.shield),
         context,
     )
-
-
-def _is_async_callable(obj: object) -> bool:
-    while isinstance(obj, functools.partial):
-        obj = obj.func
-    return inspect.iscoroutinefunction(obj) or inspect.iscoroutinefunction(
-        getattr(obj, "__call__", None)  # noqa: B004 -- an async __call__, not callability
-    )
-
-
-def _name_of(fn: object) -> str:
-    while isinstance(fn, functools.partial):
-        fn = fn.func
-    name = getattr(fn, "__qualname__", None)
-    return _short(name if isinstance(name, str) else type(fn).__qualname__)
-
-
-def _short(qualname: str) -> str:
-    """Drop the enclosing function from a nested function's name: ``outer.<locals>.inner``."""
-    return qualname.rpartition("<locals>.")[2]
 
 
 def _not_a_task(target: object) -> str:
@@ -332,7 +309,7 @@ async def _run_in_thread(
     if inspect.iscoroutine(result):
         result.close()
         raise TypeError(
-            f"{_name_of(fn)} is a sync function that returned a coroutine: pass an async "
+            f"{name_of(fn)} is a sync function that returned a coroutine: pass an async "
             "function (`async def`) or the coroutine object itself to add_task()"
         )
     return result
