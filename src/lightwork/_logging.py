@@ -46,7 +46,7 @@ _fallback: Final = logging.getLogger(LOGGER_NAME)
 class _Logger:
     """structlog's logger for lightwork, except that failing to log never breaks anything.
 
-    A processor of the app's that raises must not fail a task's end, kill a done-callback
+    A processor of the app's that raises must not fail a task's end, break a task's step
     or reach the request: the event then goes to stdlib logging, with what went wrong.
     """
 

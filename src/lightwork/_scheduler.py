@@ -1,9 +1,9 @@
-"""The scheduler: runs tasks as plain asyncio tasks, times them with loop timers, drains them.
+"""The scheduler: runs tasks as plain asyncio tasks, times them, limits them, drains them.
 
-The hot path is one ``loop.create_task``, one done-callback and at most one live
-``loop.call_later`` timer per task (the slow-task warning first, then the timeout), plus a
-slotted step timer (``TimedCoroutine``) for loop-block detection: no wrapper coroutine, no
-cancel scope, no task group.
+The hot path is one ``loop.create_task`` around a slotted step timer (``TimedCoroutine``,
+which also ends the task in its last step), and at most one deadline per task in shared
+buckets (the slow-task warning first, then the timeout): no wrapper coroutine, no cancel
+scope, no task group, no done-callback, no timer of its own.
 """
 
 from __future__ import annotations
