@@ -421,4 +421,55 @@ async def test_a_hung_async_callback_is_cancelled_at_shutdown(logs: Logs) -> Non
     await scheduler.add_task(double(1), on_complete=hang)
     await scheduler.aclose()
     assert scheduler._callbacks == set()
-    assert events(logs, "background_scheduler_closed")
+    [cancelled] = events(logs, "background_callback_cancelled")
+    assert (cancelled["task"], cancelled["reason"]) == ("double", "shutdown")
+    assert cancelled["callback"].endswith("hang")
+
+
+async def test_a_callback_that_will_not_stop_is_reported_abandoned(
+    logs: Logs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scheduler_module, "CANCEL_GRACE_S", 0.05)
+    stop = asyncio.Event()
+
+    async def stubborn(result: object) -> None:
+        while not stop.is_set():
+            try:
+                await stop.wait()
+            except asyncio.CancelledError:
+                continue
+
+    scheduler = Scheduler(drain_timeout=0.01)
+    await scheduler.start()
+    await scheduler.add_task(double(1), on_complete=stubborn)
+    try:
+        await scheduler.aclose()
+    finally:
+        stop.set()
+    [abandoned] = events(logs, "background_callback_abandoned")
+    assert abandoned["callback"] == "double callback"
+
+
+async def test_a_task_that_ignores_its_timeout_is_reported_when_it_ends(
+    scheduler: Scheduler, logs: Logs
+) -> None:
+    async def ignore_cancellation() -> str:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            return "finished anyway"
+        return "unreachable"
+
+    handle = scheduler.add_task(ignore_cancellation(), timeout=0.02)
+    assert await handle == "finished anyway"
+    [completed] = events(logs, "background_task_completed")
+    assert completed["log_level"] == "warning"
+    assert "CancelledError" in completed["hint"]
+
+
+async def test_finished_tasks_leave_no_deadline_behind(scheduler: Scheduler) -> None:
+    handles = [scheduler.add_task(double, n) for n in range(200)]
+    for handle in handles:
+        await handle
+    assert len(scheduler._deadlines) == 0
+    assert scheduler._deadlines._buckets == {}

@@ -8,6 +8,7 @@ finished task leaves at once, and a single loop timer wakes for the earliest buc
 
 from __future__ import annotations
 
+import contextvars
 import heapq
 import math
 from time import perf_counter
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
     import asyncio
 
     from ._handle import TaskHandle
+
+_NO_CONTEXT: Final = contextvars.Context()
 
 RESOLUTION_S: Final = 0.005
 """How late a deadline may fire, at most, on an event loop that is not busy."""
@@ -37,6 +40,9 @@ class Deadlines:
     def __len__(self) -> int:
         return sum(map(len, self._buckets.values()))
 
+    def __repr__(self) -> str:
+        return f"<Deadlines armed={len(self)} buckets={len(self._buckets)}>"
+
     def arm(self, handle: TaskHandle[Any], at: float) -> None:
         """Call ``handle._on_timer()`` at ``perf_counter()`` time *at*, give or take a bucket."""
         key = math.ceil(at / RESOLUTION_S)
@@ -51,9 +57,12 @@ class Deadlines:
 
     def disarm(self, handle: TaskHandle[Any]) -> None:
         """Forget *handle*'s deadline, if it has one."""
-        bucket = self._buckets.get(handle._deadline)
+        key = handle._deadline
+        bucket = self._buckets.get(key)
         if bucket is not None:
             bucket.discard(handle)
+            if not bucket:  # free it now, not when its time comes (a 30 s timeout, say)
+                del self._buckets[key]
         handle._deadline = 0
 
     def close(self) -> None:
@@ -70,13 +79,14 @@ class Deadlines:
         self._timer_key = key
         delay = max(key * RESOLUTION_S - perf_counter(), 0.0)
         assert self._loop is not None, "a scheduler arms deadlines only once bound to a loop"
-        self._timer = self._loop.call_later(delay, self._fire)
+        # In no task's context: the timer must not keep a request's contextvars alive.
+        self._timer = self._loop.call_later(delay, self._fire, context=_NO_CONTEXT)
 
     def _fire(self) -> None:
         self._timer = None
         due = math.floor(perf_counter() / RESOLUTION_S)
         while self._keys and self._keys[0] <= due:
-            for handle in self._buckets.pop(heapq.heappop(self._keys)):
+            for handle in self._buckets.pop(heapq.heappop(self._keys), ()):
                 handle._deadline = 0
                 handle._context.run(handle._on_timer)
         if self._keys and self._timer is None:

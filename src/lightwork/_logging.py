@@ -26,12 +26,19 @@ TASK_BLOCKING: Final = "background_task_blocking"
 LOOP_BLOCKED: Final = "event_loop_blocked"
 TASK_ABANDONED: Final = "background_task_abandoned"
 CALLBACK_FAILED: Final = "background_callback_failed"
+CALLBACK_CANCELLED: Final = "background_callback_cancelled"
+CALLBACK_ABANDONED: Final = "background_callback_abandoned"
 SCHEDULER_STARTED: Final = "background_scheduler_started"
 SCHEDULER_CLOSED: Final = "background_scheduler_closed"
 
 SLOW_HINT: Final = (
     "this task holds a slot on the web server's event loop for long; "
     "move heavy or CPU-bound work to a job queue (lightwork's offload bridge)"
+)
+
+TIMEOUT_IGNORED_HINT: Final = (
+    "the task went on past its timeout: it caught the cancellation and returned anyway; "
+    "let asyncio.CancelledError propagate"
 )
 
 BLOCKING_HINT: Final = (

@@ -65,7 +65,11 @@ def report_end(
 ) -> None:
     """Log a task's terminal state, once; a completed one at debug level."""
     fields = task_fields(handle)
-    if state is TaskState.COMPLETED:
+    if state is TaskState.COMPLETED and handle._cancel_reason == "timeout":
+        log.logger.warning(
+            log.TASK_COMPLETED, **fields, timeout_s=handle.timeout, hint=log.TIMEOUT_IGNORED_HINT
+        )
+    elif state is TaskState.COMPLETED:
         log.logger.debug(log.TASK_COMPLETED, **fields)
     elif state is TaskState.FAILED:
         log.logger.error(log.TASK_FAILED, **fields, exc_info=outcome)
@@ -93,5 +97,18 @@ def report_callback_error(
     )
 
 
+def report_callback_cancelled(handle: TaskHandle[Any], callback: Callable[[Any], object]) -> None:
+    log.logger.warning(
+        log.CALLBACK_CANCELLED,
+        **task_fields(handle),
+        callback=getattr(callback, "__qualname__", repr(callback)),
+        reason="shutdown",
+    )
+
+
 def report_abandoned(handle: TaskHandle[Any]) -> None:
     log.logger.error(log.TASK_ABANDONED, **task_fields(handle))
+
+
+def report_abandoned_callback(name: str) -> None:
+    log.logger.error(log.CALLBACK_ABANDONED, callback=name)

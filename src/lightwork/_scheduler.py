@@ -38,7 +38,9 @@ from ._offloader import offloader_for
 from ._options import check_duration
 from ._reporting import (
     report_abandoned,
+    report_abandoned_callback,
     report_blocking,
+    report_callback_cancelled,
     report_callback_error,
     report_end,
     report_slow,
@@ -275,6 +277,8 @@ class Scheduler(TaskSource):
         await self._wait_all(loop.time() + CANCEL_GRACE_S)
         for handle in self._running:
             report_abandoned(handle)
+        for callback in self._callbacks:
+            report_abandoned_callback(callback.get_name())
         self._phase = "closed"
         if self.watchdog is not None:
             self.watchdog.stop()
@@ -400,10 +404,11 @@ class Scheduler(TaskSource):
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
+            self._handed_over.add(handle)  # first, so that a shutdown from now on waits for it
             if self._phase == "running" and self._loop is not None:
-                self._handed_over.add(handle)  # so that a shutdown meanwhile waits for it
                 self._loop.call_soon_threadsafe(self._start, handle)
                 return
+            self._handed_over.discard(handle)
             self._drop(handle, f"scheduler {self._phase}, added from a thread")
             raise SchedulerClosedError(
                 "the lightwork scheduler is not running: start it first (the app's lifespan "
@@ -672,7 +677,8 @@ class Scheduler(TaskSource):
         handle.state = state
         handle._outcome = outcome
         if state is TaskState.COMPLETED:
-            if self._debug:  # checked here: building the event would cost every task
+            # Checked here: building the event would cost every task.
+            if self._debug or handle._cancel_reason == "timeout":
                 report_end(handle, state, outcome, reason)
             callback: Callable[[Any], object] | None = handle._on_complete
         else:
@@ -711,7 +717,9 @@ class Scheduler(TaskSource):
         if not inspect.isawaitable(result):
             return None
         assert self._loop is not None
-        awaiting = self._loop.create_task(self._await_callback(handle, callback, result))
+        awaiting = self._loop.create_task(
+            self._await_callback(handle, callback, result), name=f"{handle.name} callback"
+        )
         self._callbacks.add(awaiting)
         awaiting.add_done_callback(self._callbacks.discard)
         return awaiting
@@ -721,6 +729,9 @@ class Scheduler(TaskSource):
     ) -> None:
         try:
             await result
+        except asyncio.CancelledError:
+            report_callback_cancelled(handle, callback)
+            raise
         except Exception as exc:  # noqa: BLE001 -- a user's callback: report, never propagate
             report_callback_error(handle, callback, exc)
 
