@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import inspect
 import threading
 import time
@@ -273,22 +274,23 @@ async def test_shutdown_drains_then_cancels_what_is_still_running(logs: Logs) ->
     assert closed["running"] == 0
 
 
+async def ignore_cancellation_until(stop: asyncio.Event, *_: object) -> None:
+    """Swallow every cancellation until *stop* is set: what a badly written task does."""
+    while not stop.is_set():
+        try:
+            await stop.wait()
+        except asyncio.CancelledError:
+            continue
+
+
 async def test_a_task_that_refuses_to_stop_is_reported_abandoned(
     logs: Logs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(scheduler_module, "CANCEL_GRACE_S", 0.05)
     stop = asyncio.Event()
-
-    async def stubborn() -> None:
-        while not stop.is_set():
-            try:
-                await stop.wait()
-            except asyncio.CancelledError:
-                continue
-
     scheduler = Scheduler(drain_timeout=0.01)
     await scheduler.start()
-    handle = scheduler.add_task(stubborn)
+    handle = scheduler.add_task(ignore_cancellation_until(stop), name="stubborn")
     try:
         await scheduler.aclose()
     finally:
@@ -431,17 +433,11 @@ async def test_a_callback_that_will_not_stop_is_reported_abandoned(
 ) -> None:
     monkeypatch.setattr(scheduler_module, "CANCEL_GRACE_S", 0.05)
     stop = asyncio.Event()
-
-    async def stubborn(result: object) -> None:
-        while not stop.is_set():
-            try:
-                await stop.wait()
-            except asyncio.CancelledError:
-                continue
-
     scheduler = Scheduler(drain_timeout=0.01)
     await scheduler.start()
-    await scheduler.add_task(double(1), on_complete=stubborn)
+    await scheduler.add_task(
+        double(1), on_complete=functools.partial(ignore_cancellation_until, stop)
+    )
     try:
         await scheduler.aclose()
     finally:
