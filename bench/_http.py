@@ -77,7 +77,8 @@ def load_tool() -> str:
     return "wrk" if shutil.which("wrk") else "python"
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on now."""
     with socket.socket() as probe:
         probe.bind((HOST, 0))
         port: int = probe.getsockname()[1]
@@ -92,7 +93,7 @@ def _pin(pid: int, cpu: int) -> None:
 @contextmanager
 def serve(variant: str) -> Iterator[int]:
     """Run the bench app's *variant* under uvicorn on a free port; stop it on exit."""
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryFile("w+") as log:
         server = subprocess.Popen(
             [sys.executable, "-m", "bench._server", variant, str(port)],

@@ -51,10 +51,10 @@ class MemoryResult:
     skipped: str | None = None
 
 
-def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
-    """Run one measurement in a fresh interpreter and return its JSON answer."""
+def run_worker(spec: dict[str, Any], module: str = "bench._worker") -> dict[str, Any]:
+    """Run one measurement in a fresh interpreter (``python -m module SPEC``); return its answer."""
     done = subprocess.run(
-        [sys.executable, "-m", "bench._worker", json.dumps(spec)],
+        [sys.executable, "-m", module, json.dumps(spec)],
         capture_output=True,
         text=True,
         timeout=WORKER_TIMEOUT_S,

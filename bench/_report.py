@@ -12,17 +12,19 @@ mpl.use("Agg")  # no display: render to files only
 import matplotlib.pyplot as plt
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from pathlib import Path
 
     from matplotlib.axes import Axes
 
     from ._http import HttpResult
     from ._micro import MemoryResult, MicroResult
+    from ._offload import OffloadResult
     from ._targets import Verdict
 
 RATIO_TARGET: Final = 1.3
 BYTES_TARGET: Final = 1200
+OFFLOAD_TARGET: Final = 0.9
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +119,24 @@ def http_table(http: Sequence[HttpResult]) -> Table:
     return Table(header, rows)
 
 
+def offload_table(offload: Sequence[OffloadResult]) -> Table:
+    """Engines down: jobs per second with the engine's own client, through lightwork, ratio."""
+    rows = [
+        [r.label, "skipped", "", "", str(r.concurrency)]
+        if r.own_jobs_per_s is None or r.lightwork_jobs_per_s is None or r.ratio is None
+        else [
+            r.label,
+            f"{r.own_jobs_per_s:,.0f}",
+            f"{r.lightwork_jobs_per_s:,.0f}",
+            f"{r.ratio:.2f}x",
+            str(r.concurrency),
+        ]
+        for r in offload
+    ]
+    header = ["engine", "own client jobs/s", "through lightwork jobs/s", "ratio", "at once"]
+    return Table(header, rows)
+
+
 def targets_table(verdicts: Sequence[Verdict]) -> Table:
     """One line per target of issue 6: met, missed or not measured, and the figure."""
     return Table(
@@ -130,6 +150,7 @@ def markdown(
     micro: Sequence[MicroResult],
     memory: Sequence[MemoryResult],
     http: Sequence[HttpResult],
+    offload: Sequence[OffloadResult],
     verdicts: Sequence[Verdict],
 ) -> str:
     """Every table of the run in Markdown, ready to paste into docs/benchmarks.md."""
@@ -139,6 +160,7 @@ def markdown(
             (micro, micro_table(micro)),
             (memory, memory_table(memory)),
             (http, http_table(http)),
+            (offload, offload_table(offload)),
         )
         if ran
     ]
@@ -151,20 +173,28 @@ def chart(
     micro: Sequence[MicroResult],
     memory: Sequence[MemoryResult],
     http: Sequence[HttpResult],
+    offload: Sequence[OffloadResult],
 ) -> None:
-    """Draw one panel per part that ran, side by side, and save them as a PNG."""
-    panels = [part for part in (micro, memory, http) if part]
-    figure, axes = plt.subplots(1, max(len(panels), 1), figsize=(7 * max(len(panels), 1), 6))
-    axes_list = list(axes) if len(panels) > 1 else [axes]
-    index = 0
-    if micro:
-        _micro_panel(axes_list[index], micro)
-        index += 1
-    if memory:
-        _memory_panel(axes_list[index], memory)
-        index += 1
-    if http:
-        _http_panel(axes_list[index], http)
+    """Draw one panel per part that ran, two to a row, and save them as a PNG."""
+    measured = [r for r in offload if r.ratio is not None]
+    panels: list[Callable[[Axes], None]] = [
+        draw
+        for ran, draw in (
+            (micro, lambda axis: _micro_panel(axis, micro)),
+            (memory, lambda axis: _memory_panel(axis, memory)),
+            (http, lambda axis: _http_panel(axis, http)),
+            (measured, lambda axis: _offload_panel(axis, measured)),
+        )
+        if ran
+    ]
+    columns = 2 if len(panels) > 1 else 1
+    rows = max((len(panels) + 1) // 2, 1)
+    figure, axes = plt.subplots(rows, columns, figsize=(7 * columns, 6 * rows), squeeze=False)
+    axes_list = [axis for row in axes for axis in row]
+    for draw, axis in zip(panels, axes_list, strict=False):
+        draw(axis)
+    for unused in axes_list[len(panels) :]:
+        unused.set_visible(False)
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -216,3 +246,15 @@ def _http_panel(axis: Axes, http: Sequence[HttpResult]) -> None:
     axis.axvline(1.0, color="grey", linewidth=1)
     axis.set_xlabel(f"requests per second, relative to the plain endpoint ({http[0].tool})")
     axis.set_title("3. HTTP under uvicorn (uvloop + httptools)")
+
+
+def _offload_panel(axis: Axes, offload: Sequence[OffloadResult]) -> None:
+    labels = [
+        f"{r.label}\n{r.lightwork_jobs_per_s or 0:,.0f} vs {r.own_jobs_per_s or 0:,.0f} jobs/s"
+        for r in offload
+    ]
+    _bars(axis, labels, {"through lightwork": [r.ratio or 0.0 for r in offload]}, OFFLOAD_TARGET)
+    axis.axvline(1.0, color="grey", linewidth=1)
+    axis.set_xlim(0, 1.1)
+    axis.set_xlabel("jobs enqueued per second, relative to the engine's client (1.0)")
+    axis.set_title("4. offload to a local Redis")

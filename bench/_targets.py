@@ -12,9 +12,11 @@ if TYPE_CHECKING:
 
     from ._http import HttpResult
     from ._micro import MemoryResult, MicroResult
+    from ._offload import OffloadResult
 
 Status = Literal["met", "missed", "not measured"]
 TASK_MS: Final = 50.0
+OFFLOAD_SHARE: Final = 0.9
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,18 +122,29 @@ def _http_verdicts(http: Sequence[HttpResult]) -> list[Verdict]:
     ]
 
 
+def _offload_verdict(offload: Sequence[OffloadResult]) -> Verdict:
+    target = "offload bridge keeps >= 90% of the engine's own enqueue rate"
+    measured = [r for r in offload if r.ratio is not None]
+    if not measured:
+        reasons = sorted({r.skipped for r in offload if r.skipped})
+        return Verdict(target, "; ".join(reasons) or "part 4 not run", "not measured")
+    text = ", ".join(
+        f"{r.label} {r.ratio:.2f}x "
+        f"({r.lightwork_jobs_per_s:,.0f} vs {r.own_jobs_per_s:,.0f} jobs/s)"
+        for r in measured
+    )
+    return Verdict(target, text, _status(all((r.ratio or 0.0) >= OFFLOAD_SHARE for r in measured)))
+
+
 def check(
-    micro: Sequence[MicroResult], memory: Sequence[MemoryResult], http: Sequence[HttpResult]
+    micro: Sequence[MicroResult],
+    memory: Sequence[MemoryResult],
+    http: Sequence[HttpResult],
+    offload: Sequence[OffloadResult],
 ) -> list[Verdict]:
     """Return a verdict for every target of issue 6 that this run could measure, and the rest."""
     verdicts = [*_micro_verdicts(micro), *_memory_verdicts(memory)]
     if http:
         verdicts.extend(_http_verdicts(http))
-    verdicts.append(
-        Verdict(
-            "offload bridge keeps >= 90% of the engine's own enqueue rate",
-            "part 4 is not built yet: the offload bridge cannot be benchmarked",
-            "not measured",
-        )
-    )
+    verdicts.append(_offload_verdict(offload))
     return verdicts
