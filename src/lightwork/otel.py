@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from . import __version__
 from ._exceptions import MissingDependencyError
 from ._handle import TaskState
-from ._scheduler import observers
+from ._lifecycle import observers
 
 try:
     from opentelemetry import context as otel_context

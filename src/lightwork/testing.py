@@ -16,7 +16,7 @@ import asyncio
 import threading
 from typing import TYPE_CHECKING, Any
 
-from ._scheduler import observers
+from ._lifecycle import observers
 
 if TYPE_CHECKING:
     from types import TracebackType

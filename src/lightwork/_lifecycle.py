@@ -1,0 +1,262 @@
+"""A task's life once started: its clock and deadlines, its steps, its end, its callbacks.
+
+``Lifecycle`` is the part of the scheduler that every task goes through on the loop; the
+``Scheduler`` adds what decides when tasks start (admission) and when they stop (shutdown).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from contextvars import Context
+from time import perf_counter
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+from . import _logging as log
+from ._exceptions import TaskCancelledError, TaskDroppedError, TaskError, TaskTimeoutError
+from ._handle import TaskHandle, TaskState
+from ._logging import TASK_ID_VAR, TASK_VAR
+from ._reporting import (
+    report_blocking,
+    report_callback_cancelled,
+    report_callback_error,
+    report_end,
+    report_slow,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ._admission import Admission
+    from ._deadlines import Deadlines
+    from ._stats import TaskStats
+
+_EMPTY_CONTEXT: Final = Context()  # replaces an ended task's context, so it can be freed
+
+
+class TaskObserver(Protocol):
+    """Told of every task any scheduler accepts, starts and ends (testing, tracing).
+
+    ``task_started`` runs inside the task's own context, on its first step;
+    ``task_ended`` after the task's callback, async ones included, has run.
+    """
+
+    def task_added(self, handle: TaskHandle[Any], /) -> None: ...
+    def task_started(self, handle: TaskHandle[Any], /) -> None: ...
+    def task_ended(self, handle: TaskHandle[Any], /) -> None: ...
+
+
+observers: list[TaskObserver] = []
+
+
+class Lifecycle:
+    """Timing, deadlines, ending and callbacks of started tasks; mixed into ``Scheduler``."""
+
+    _loop: asyncio.AbstractEventLoop | None
+    _deadlines: Deadlines
+    _stats: TaskStats
+    _admission: Admission | None
+    _running: set[TaskHandle[Any]]
+    _callbacks: set[asyncio.Task[None]]
+    _debug: bool
+
+    def _start_queued(self) -> None:
+        raise NotImplementedError
+
+    def _on_first_step(self, handle: TaskHandle[Any], now: float) -> None:
+        """Start the clock and arm the first timer: the slow-task warning, else the timeout.
+
+        Runs inside the task's context, where it binds ``task`` and ``task_id`` for the
+        task's own log events.
+        """
+        handle._started_at = now
+        TASK_VAR.set(handle.name)
+        TASK_ID_VAR.set(handle.id)
+        self._stats.started(handle.name)
+        if observers:
+            for observer in observers:
+                observer.task_started(handle)
+        slow, timeout = handle.slow_threshold, handle.timeout
+        delay = slow if slow is not None and (timeout is None or slow < timeout) else timeout
+        if delay is not None:
+            self._deadlines.arm(handle, now + delay)
+
+    def _on_longest_step(self, handle: TaskHandle[Any], step: float) -> None:
+        threshold = handle.block_threshold
+        if threshold is not None and step >= threshold > handle.longest_step:
+            self._stats.warned(handle.name, log.TASK_BLOCKING)
+            report_blocking(handle, step, threshold)
+        handle.longest_step = step
+
+    def _on_timer(self, handle: TaskHandle[Any]) -> None:
+        task = handle._task
+        if task is None or task.done():
+            return
+        started, slow, timeout = handle._started_at, handle.slow_threshold, handle.timeout
+        elapsed = perf_counter() - started
+        if not handle._slow_logged and slow is not None and (timeout is None or slow < timeout):
+            if elapsed < slow:  # a loop timer may fire a little early
+                self._deadlines.arm(handle, started + slow)
+                return
+            self._report_slow(handle, elapsed)
+            if timeout is not None:
+                self._deadlines.arm(handle, started + timeout)
+        elif timeout is not None and elapsed < timeout:
+            self._deadlines.arm(handle, started + timeout)
+        else:
+            self._cancel(handle, "timeout")
+
+    def _report_slow(self, handle: TaskHandle[Any], elapsed: float) -> None:
+        handle._slow_logged = True
+        self._stats.warned(handle.name, log.TASK_SLOW)
+        report_slow(handle, elapsed)
+
+    def _cancel(self, handle: TaskHandle[Any], reason: str) -> bool:
+        if handle.state is TaskState.PENDING:
+            handle._cancel_reason = reason
+            self._close_unstarted(handle, TaskState.CANCELLED, reason)
+            return True
+        task = handle._task
+        if task is None or task.done():
+            return False
+        if handle._cancel_reason is None:
+            handle._cancel_reason = reason
+        return task.cancel()
+
+    def _drop(self, handle: TaskHandle[Any], reason: str) -> None:
+        if handle.state is TaskState.PENDING:
+            self._close_unstarted(handle, TaskState.DROPPED, reason)
+
+    def _close_unstarted(
+        self,
+        handle: TaskHandle[Any],
+        state: TaskState,
+        reason: str,
+        error: TaskError | None = None,
+    ) -> None:
+        if self._admission is not None:
+            self._admission.forget(handle)
+        if handle._coro is not None:
+            handle._coro.close()
+            handle._coro = None
+        handle._job = None
+        if error is None:
+            error_type = TaskDroppedError if state is TaskState.DROPPED else TaskCancelledError
+            error = error_type(
+                f"task {handle.name!r} was {state} before it started: {reason}",
+                task=handle.name,
+                task_id=handle.id,
+            )
+        handle._context.run(self._finish, handle, state, error, reason)
+
+    def _on_end(self, handle: TaskHandle[Any], error: BaseException | None, result: object) -> None:
+        """End a task whose coroutine just returned or raised *error*, in its last step.
+
+        Runs inside the task's own context, so log events carry the request's contextvars.
+        """
+        if handle._deadline:
+            self._deadlines.disarm(handle)
+        handle._task = None
+        duration = handle._duration = handle._last_step_end - handle._started_at
+        self._running.discard(handle)
+        if (
+            not handle._slow_logged
+            and handle.slow_threshold is not None
+            and duration >= handle.slow_threshold
+        ):
+            self._report_slow(handle, duration)
+        reason = handle._cancel_reason
+        outcome: object
+        if isinstance(error, asyncio.CancelledError):
+            if reason == "timeout":
+                state = TaskState.TIMED_OUT
+                outcome = TaskTimeoutError(
+                    f"task {handle.name!r} ran past its timeout of {handle.timeout}s",
+                    task=handle.name,
+                    task_id=handle.id,
+                )
+            else:
+                state, reason = TaskState.CANCELLED, reason or "external"
+                outcome = TaskCancelledError(
+                    f"task {handle.name!r} was cancelled ({reason})",
+                    task=handle.name,
+                    task_id=handle.id,
+                )
+        elif error is not None:
+            state, outcome = TaskState.FAILED, error
+        else:
+            state, outcome = TaskState.COMPLETED, result
+        self._finish(handle, state, outcome, reason)
+        if handle._slot:
+            assert self._admission is not None
+            self._admission.free_slot(handle.name)
+            self._start_queued()
+
+    def _finish(
+        self, handle: TaskHandle[Any], state: TaskState, outcome: object, reason: str | None
+    ) -> None:
+        handle.state = state
+        handle._outcome = outcome
+        if state is TaskState.COMPLETED:
+            # Checked here: building the event would cost every task.
+            if self._debug or handle._cancel_reason == "timeout":
+                report_end(handle, state, outcome, reason)
+            callback: Callable[[Any], object] | None = handle._on_complete
+        else:
+            report_end(handle, state, outcome, reason)
+            callback = handle._on_error
+        awaiting = None if callback is None else self._call_back(handle, callback, outcome)
+        self._stats.ended(
+            handle.name, state, handle._duration, handle.blocked, started=bool(handle._started_at)
+        )
+        waiter = handle._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        handle._context = _EMPTY_CONTEXT
+        handle._on_complete = handle._on_error = None
+        if observers:
+            if awaiting is None:
+                _tell_ended(handle)
+            else:  # the task's story ends with its async callback
+                awaiting.add_done_callback(lambda _: _tell_ended(handle))
+
+    def _call_back(
+        self, handle: TaskHandle[Any], callback: Callable[[Any], object], argument: object
+    ) -> asyncio.Task[None] | None:
+        """Call a task's callback; return the task awaiting it, if it is async."""
+        start = perf_counter()
+        try:
+            result = callback(argument)
+        except Exception as exc:  # noqa: BLE001 -- a user's callback: report, never propagate
+            report_callback_error(handle, callback, exc)
+            return None
+        finally:  # a sync callback holds the loop like a step of the task
+            step = perf_counter() - start
+            handle.blocked += step
+            if step > handle.longest_step:
+                self._on_longest_step(handle, step)
+        if not inspect.isawaitable(result):
+            return None
+        assert self._loop is not None
+        awaiting = self._loop.create_task(
+            self._await_callback(handle, callback, result), name=f"{handle.name} callback"
+        )
+        self._callbacks.add(awaiting)
+        awaiting.add_done_callback(self._callbacks.discard)
+        return awaiting
+
+    async def _await_callback(
+        self, handle: TaskHandle[Any], callback: Callable[[Any], object], result: Any
+    ) -> None:
+        try:
+            await result
+        except asyncio.CancelledError:
+            report_callback_cancelled(handle, callback)
+            raise
+        except Exception as exc:  # noqa: BLE001 -- a user's callback: report, never propagate
+            report_callback_error(handle, callback, exc)
+
+
+def _tell_ended(handle: TaskHandle[Any]) -> None:
+    for observer in observers:
+        observer.task_ended(handle)
