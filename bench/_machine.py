@@ -12,7 +12,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Final
 
-PACKAGES: Final = ("lightwork", "starlette", "anyio", "aiojobs", "uvloop", "uvicorn", "httptools")
+PACKAGES: Final = (
+    "lightwork", "starlette", "anyio", "aiojobs", "uvloop", "uvicorn", "httptools", "structlog",
+    "saq", "celery", "redis",
+)  # fmt: skip
 
 
 def _cpu_model() -> str:
@@ -33,6 +36,15 @@ def _wrk_version() -> str | None:
     usage = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
     first = (usage.stdout or usage.stderr).strip().splitlines()
     return first[0] if first else "wrk"
+
+
+def _redis_server_version() -> str | None:
+    if not shutil.which("redis-server"):
+        return None
+    answer = subprocess.run(
+        ["redis-server", "--version"], capture_output=True, text=True, check=False
+    )
+    return answer.stdout.strip() or None
 
 
 def _lightwork_source() -> str:
@@ -77,4 +89,5 @@ def describe() -> dict[str, object]:
         "packages": versions,
         "lightwork_source": _lightwork_source(),
         "wrk": _wrk_version(),
+        "redis_server": _redis_server_version(),
     }
