@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import redis
 
 import lightwork
 from lightwork import Job, JobStatus, Offloader, Scheduler
@@ -116,3 +117,26 @@ async def test_jobs_offloaded_while_redis_is_down_are_delivered_once_it_is_back(
         ran = await offload_through_an_outage(server, backend, tmp_path, lightwork_tasks, logs)
     # Every job ran, and exactly once: SAQ dedups by job id.
     assert sorted(ran) == ["before", "during-0", "during-1", "during-2", "during-3"]
+
+
+async def test_a_first_delivery_of_a_fresh_id_skips_the_duplicate_check(
+    redis_server: RedisServer, lightwork_tasks: TaskRecorder
+) -> None:
+    def reads() -> int:
+        with redis.Redis.from_url(redis_server.url) as client:
+            stats: dict[str, dict[str, int]] = client.info("commandstats")
+        return stats.get("cmdstat_get", {}).get("calls", 0)
+
+    # A queue no worker reads, so that only the enqueues touch Redis.
+    unread = Offloader(
+        SaqBackend(redis_server.url, queue=f"unread-{uuid.uuid4().hex}"), outbox=None
+    )
+    async with Scheduler(offload=unread) as scheduler:
+        before = reads()
+        scheduler.offload(jobs.add, 1)  # lightwork makes the id: it cannot be a repeat
+        await lightwork_tasks.join()
+        fresh = reads() - before
+        scheduler.offload(Job(jobs.add, 2), job_id=f"given-{uuid.uuid4().hex}")
+        await lightwork_tasks.join()
+        given = reads() - before - fresh
+    assert (fresh, given) == (0, 1)  # the caller's id is checked against SAQ's jobs first

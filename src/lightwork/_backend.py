@@ -118,6 +118,9 @@ class Submission:
     priority: int | None = None
     options: Mapping[str, JSONValue] = field(default_factory=dict)
     """Engine-specific options, passed through as given (see ``Capabilities.options``)."""
+    first_delivery: bool = False
+    """No earlier attempt can have reached the engine (lightwork made the id, and this is its
+    first try), so a backend may skip a check for a duplicate."""
 
     @classmethod
     def from_payload(
@@ -129,6 +132,7 @@ class Submission:
         delay: float | None = None,
         priority: int | None = None,
         options: Mapping[str, JSONValue] | None = None,
+        first_delivery: bool = False,
     ) -> Submission:
         """Build a submission from the JSON payload lightwork encoded at ``offload()`` time."""
         decoded = json.loads(payload)
@@ -141,6 +145,7 @@ class Submission:
             delay=delay,
             priority=priority,
             options=dict(options or {}),
+            first_delivery=first_delivery,
         )
 
 

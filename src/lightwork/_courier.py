@@ -95,7 +95,7 @@ class Courier:
             if self.outbox is not None and self._loop.time() < self._down_until:
                 return await self._defer(job, self._down_reason)
             try:
-                await self._submit(job)
+                await self._submit(job, first_delivery=job.fresh_id)
             except _TRANSIENT as exc:
                 self._mark_down(exc)
                 if self.outbox is None:
@@ -139,11 +139,12 @@ class Courier:
             self.schedule_round(retry_at)
         return "deferred"
 
-    async def _submit(self, job: PendingJob) -> None:
+    async def _submit(self, job: PendingJob, *, first_delivery: bool = False) -> None:
         delay = None if job.run_at is None else max(job.run_at - time.time(), 0.0)
         submission = Submission.from_payload(
             job.name, job.job_id, job.payload,
             delay=delay, priority=job.priority, options=job.options,
+            first_delivery=first_delivery,
         )  # fmt: skip
         await self.call(f"take job {job.name!r}", self.backend.submit(submission))
 

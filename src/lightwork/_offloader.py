@@ -221,6 +221,7 @@ class Offloader:
         name = registration.name
         payload = encode_arguments(registration, args, kwargs, self.max_payload_bytes)
         capabilities = self.backend.capabilities
+        fresh_id = job_id is None
         if job_id is None:
             job_id = uuid.uuid4().hex
         elif not isinstance(job_id, str) or not 0 < len(job_id) <= _MAX_JOB_ID_LENGTH:
@@ -249,6 +250,7 @@ class Offloader:
             run_at=None if delay is None else time.time() + delay,
             priority=priority,
             options=dict(options or {}),
+            fresh_id=fresh_id,
         )
 
     def _require(self, capable: bool, what: str) -> None:

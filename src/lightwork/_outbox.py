@@ -87,6 +87,9 @@ class PendingJob:
     created_at: float = field(default_factory=time.time)
     attempts: int = 0
     """Delivery rounds that found the engine unreachable so far."""
+    fresh_id: bool = False
+    """lightwork made the id at ``offload()``, so no earlier delivery of it can exist; never
+    true for a job read back from the outbox."""
 
 
 @dataclass(frozen=True, slots=True)

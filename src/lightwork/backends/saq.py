@@ -153,7 +153,8 @@ class SaqBackend(OffloadBackend):
             queue = self._connected()
             # SAQ refuses a key only while the job is unfinished; we also refuse it while
             # SAQ keeps the finished job, so that a repeated delivery never runs it twice.
-            if await queue.job(submission.job_id) is None:
+            # A first delivery of an id lightwork made cannot be a repeat: no read needed.
+            if submission.first_delivery or await queue.job(submission.job_id) is None:
                 await queue.enqueue(job)
 
     async def inspect(self, job_id: str) -> JobSnapshot:
