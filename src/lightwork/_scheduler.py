@@ -323,10 +323,14 @@ class Scheduler(TaskSource, Lifecycle):
 
     # -- accepting tasks --------------------------------------------------------------------
 
+    def _shut(self) -> bool:
+        """Tell whether the scheduler refuses new tasks: closing, or closed on this loop."""
+        return self._phase == "closing" or (self._phase == "closed" and not self._fresh_loop())
+
     def _check_open(self) -> None:
         if self._offloading:  # handing a task over to the bridge, at overflow or shutdown
             return
-        if self._phase == "closing" or (self._phase == "closed" and not self._fresh_loop()):
+        if self._shut():
             raise SchedulerClosedError(
                 f"the lightwork scheduler is {self._phase}: tasks can no longer be added "
                 "(add them before the app's shutdown begins)"
@@ -412,7 +416,7 @@ class Scheduler(TaskSource, Lifecycle):
 
     def _release(self, handle: TaskHandle[Any]) -> None:
         """Start a task whose request has ended, or drop it if the scheduler has closed."""
-        if self._phase == "closing" or (self._phase == "closed" and not self._fresh_loop()):
+        if self._shut():
             self._drop(handle, f"scheduler {self._phase} before the response was sent")
         else:
             self._accept(handle, may_raise=False)
