@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, overload
 import anyio.to_thread
 
 from ._definitions import definition_of, facts_of, name_of, short_name
-from ._options import UNSET, TaskOptions, _Unset
+from ._options import NO_OPTIONS, OPTION_CHECKS, UNSET, TaskOptions, _Unset
 from ._registry import is_offloadable
 
 if TYPE_CHECKING:
@@ -27,10 +27,6 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 T = TypeVar("T")
 
-OPTION_NAMES: Final = (
-    "name", "timeout", "slow_threshold", "block_threshold", "on_complete", "on_error", "run_if",
-    "shield",
-)  # fmt: skip
 _args_repr = reprlib.Repr()
 _args_repr.maxlevel, _args_repr.maxstring, _args_repr.maxother = 3, 60, 60
 
@@ -213,17 +209,14 @@ def _from_coroutine(
             "add_task() takes no positional arguments after a coroutine object; "
             "pass them when calling the coroutine function"
         )
-    if unknown := kwargs.keys() - OPTION_NAMES:
-        raise TypeError(
-            f"add_task() got unknown option(s) {', '.join(map(repr, sorted(unknown)))}; "
-            f"after a coroutine object the keywords are lightwork's options "
-            f"({', '.join(OPTION_NAMES)}): pass the task's own arguments to its function"
-        )
-    options = definition_of(coro.cr_code)
-    if kwargs:
-        call_options = TaskOptions(**kwargs)
-        options = call_options if options is None else call_options.over(options)
-    handle = _new_handle(scheduler, coro, options, short_name(coro.__qualname__))
+    for option, value in kwargs.items():
+        check = OPTION_CHECKS.get(option)
+        if check is None:
+            raise TypeError(_unknown_options(kwargs))
+        check(value)
+    handle = _new_handle(
+        scheduler, coro, definition_of(coro.cr_code), short_name(coro.__qualname__), kwargs
+    )
     if scheduler.log_args and coro.cr_frame is not None:
         handle._args = _args_repr.repr(dict(coro.cr_frame.f_locals))
     return handle
@@ -252,27 +245,60 @@ def _from_callable(
 def _new_handle(
     scheduler: Scheduler,
     coro: Coroutine[Any, Any, Any],
-    options: TaskOptions | None,
+    definition: TaskOptions | None,
     default_name: str,
+    call: dict[str, Any] | None = None,
 ) -> TaskHandle[Any]:
+    """Make the handle, each option taken from the call, else the definition, else the scheduler."""
     context = contextvars.copy_context()
-    if options is None:
+    if definition is None and not call:
         return scheduler._new_handle(
             coro, default_name, scheduler.timeout, scheduler.slow_threshold,
             scheduler.block_threshold,
             None, None, None, False, context,  # noqa: FBT003
         )  # fmt: skip
+    if definition is None:
+        definition = NO_OPTIONS
+    given = call or _NO_CALL
+    get = given.get
+    timeout = get("timeout", definition.timeout)
+    slow = get("slow_threshold", definition.slow_threshold)
+    block = get("block_threshold", definition.block_threshold)
+    # For these, None means "not given": they fall through like an absent option.
+    name = get("name") or definition.name
+    on_complete = get("on_complete")
+    if on_complete is None:
+        on_complete = definition.on_complete
+    on_error = get("on_error")
+    if on_error is None:
+        on_error = definition.on_error
+    run_if = get("run_if") or definition.run_if
+    shield = get("shield")
+    if shield is None:
+        shield = definition.shield
     return scheduler._new_handle(
         coro,
-        options.name or default_name,
-        scheduler.timeout if options.timeout is UNSET else options.timeout,
-        scheduler.slow_threshold if options.slow_threshold is UNSET else options.slow_threshold,
-        scheduler.block_threshold if options.block_threshold is UNSET else options.block_threshold,
-        options.on_complete,
-        options.on_error,
-        options.run_if,
-        bool(options.shield),
+        name or default_name,
+        scheduler.timeout if timeout is UNSET else timeout,
+        scheduler.slow_threshold if slow is UNSET else slow,
+        scheduler.block_threshold if block is UNSET else block,
+        on_complete,
+        on_error,
+        run_if,
+        bool(shield),
         context,
+    )
+
+
+_NO_CALL: Final[dict[str, Any]] = {}
+
+
+def _unknown_options(options: dict[str, Any]) -> str:
+    unknown = ", ".join(map(repr, sorted(options.keys() - OPTION_CHECKS.keys())))
+    return (
+        f"add_task() got unknown option(s) {unknown}; after a coroutine object the keywords "
+        f"are lightwork's options ({', '.join(OPTION_CHECKS)}): pass the task's own "
+        "arguments to its function"
     )
 
 
