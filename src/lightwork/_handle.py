@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import itertools
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast
 
@@ -35,6 +36,8 @@ class TaskState(enum.StrEnum):
     OFFLOADED = "offloaded"
     """Handed to the offload bridge instead: the queue was full, or shutdown spilled it."""
 
+
+_ids = itertools.count(1)
 
 TERMINAL_STATES: Final = tuple(
     s for s in TaskState if s not in (TaskState.PENDING, TaskState.RUNNING)
@@ -108,7 +111,6 @@ class TaskHandle(Generic[T]):
     def __init__(
         self,
         scheduler: Scheduler,
-        task_id: int,
         name: str,
         coro: Coroutine[Any, Any, T],
         context: Context,
@@ -121,7 +123,7 @@ class TaskHandle(Generic[T]):
         shield: bool,
     ) -> None:
         self._scheduler = scheduler
-        self.id = task_id
+        self.id = next(_ids)
         self.name = name
         self.state = TaskState.PENDING
         self.timeout = timeout

@@ -235,7 +235,7 @@ class Lifecycle:
             handle.blocked += step
             if step > handle.longest_step:
                 self._on_longest_step(handle, step)
-        if not inspect.isawaitable(result):
+        if result is None or not inspect.isawaitable(result):  # None: most callbacks
             return None
         assert self._loop is not None
         awaiting = self._loop.create_task(

@@ -9,7 +9,6 @@ scope, no task group, no done-callback, no timer of its own.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import math
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, TypeVar, get_args
 
@@ -25,7 +24,7 @@ from ._exceptions import (
     TaskOffloadedError,
 )
 from ._handle import TERMINAL_STATES, TaskHandle, TaskState
-from ._lifecycle import Lifecycle, observers
+from ._lifecycle import Lifecycle
 from ._monitor import TimedCoroutine, count_gc_time
 from ._offloader import offloader_for
 from ._options import check_duration
@@ -39,12 +38,10 @@ from ._stats import TaskStats
 from ._watchdog import LoopWatchdog
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine, Mapping
-    from contextvars import Context
+    from collections.abc import Mapping
 
     from ._backend import OffloadBackend
     from ._offloader import Offloader
-    from ._types import RunIf
 
 T = TypeVar("T")
 
@@ -57,7 +54,6 @@ PendingAtShutdown: TypeAlias = Literal["run", "drop", "spill"]
 free up, until ``drain_timeout``; ``"drop"`` them (each logged as dropped); or ``"spill"``
 them to the offload bridge (tasks of ``@offloadable`` functions; the rest are dropped)."""
 _PENDING_AT_SHUTDOWN: Final = get_args(PendingAtShutdown)
-_task_ids = itertools.count(1)
 
 
 class Scheduler(TaskSource, Lifecycle):
@@ -348,29 +344,6 @@ class Scheduler(TaskSource, Lifecycle):
             except RuntimeError:
                 return False
         return self._loop is None or (loop is not self._loop and not self._loop.is_running())
-
-    def _new_handle(
-        self,
-        coro: Coroutine[Any, Any, T],
-        name: str,
-        timeout: float | None,
-        slow_threshold: float | None,
-        block_threshold: float | None,
-        on_complete: Callable[[Any], object] | None,
-        on_error: Callable[[BaseException], object] | None,
-        run_if: RunIf | None,
-        shield: bool,
-        context: Context,
-    ) -> TaskHandle[T]:
-        handle = TaskHandle(
-            self, next(_task_ids), name, coro, context,
-            timeout, slow_threshold, block_threshold, on_complete, on_error, run_if, shield,
-        )  # fmt: skip
-        self._stats.added(name)
-        if observers:
-            for observer in observers:
-                observer.task_added(handle)
-        return handle
 
     def _accept(self, handle: TaskHandle[Any], *, may_raise: bool = True) -> None:
         """Start *handle* now, from the loop or from any other thread.

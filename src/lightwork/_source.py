@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, overload
 import anyio.to_thread
 
 from ._definitions import definition_of, facts_of, name_of, short_name
+from ._handle import TaskHandle
+from ._lifecycle import observers
 from ._options import NO_OPTIONS, OPTION_CHECKS, UNSET, TaskOptions, _Unset
 from ._registry import is_offloadable
 
@@ -19,7 +21,6 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Coroutine, Mapping
 
     from ._backend import JSONValue
-    from ._handle import TaskHandle
     from ._job import Job, JobRef
     from ._scheduler import Scheduler
     from ._types import RunIf
@@ -99,13 +100,15 @@ class TaskSource:
         scheduler = self._scheduler
         if isinstance(target, CoroutineType):
             try:
-                scheduler._check_open()
+                if scheduler._phase != "running":  # so that the common case pays one test
+                    scheduler._check_open()
                 handle = _from_coroutine(scheduler, target, args, kwargs)
             except BaseException:
                 target.close()
                 raise
         elif callable(target):
-            scheduler._check_open()
+            if scheduler._phase != "running":
+                scheduler._check_open()
             handle = _from_callable(scheduler, target, args, kwargs)
         else:
             raise TypeError(_not_a_task(target))
@@ -250,43 +253,54 @@ def _new_handle(
     call: dict[str, Any] | None = None,
 ) -> TaskHandle[Any]:
     """Make the handle, each option taken from the call, else the definition, else the scheduler."""
-    context = contextvars.copy_context()
     if definition is None and not call:
-        return scheduler._new_handle(
-            coro, default_name, scheduler.timeout, scheduler.slow_threshold,
-            scheduler.block_threshold,
-            None, None, None, False, context,  # noqa: FBT003
+        handle = TaskHandle(
+            scheduler, default_name, coro, contextvars.copy_context(), scheduler.timeout,
+            scheduler.slow_threshold, scheduler.block_threshold,
+            None, None, None, False,  # noqa: FBT003
         )  # fmt: skip
-    if definition is None:
-        definition = NO_OPTIONS
-    given = call or _NO_CALL
-    get = given.get
+    else:
+        handle = _with_options(scheduler, coro, definition or NO_OPTIONS, default_name, call)
+    scheduler._stats.added(handle.name)
+    if observers:
+        for observer in observers:
+            observer.task_added(handle)
+    return handle
+
+
+def _with_options(
+    scheduler: Scheduler,
+    coro: Coroutine[Any, Any, Any],
+    definition: TaskOptions,
+    default_name: str,
+    call: dict[str, Any] | None,
+) -> TaskHandle[Any]:
+    get = (call or _NO_CALL).get
     timeout = get("timeout", definition.timeout)
     slow = get("slow_threshold", definition.slow_threshold)
     block = get("block_threshold", definition.block_threshold)
     # For these, None means "not given": they fall through like an absent option.
-    name = get("name") or definition.name
     on_complete = get("on_complete")
     if on_complete is None:
         on_complete = definition.on_complete
     on_error = get("on_error")
     if on_error is None:
         on_error = definition.on_error
-    run_if = get("run_if") or definition.run_if
     shield = get("shield")
     if shield is None:
         shield = definition.shield
-    return scheduler._new_handle(
+    return TaskHandle(
+        scheduler,
+        get("name") or definition.name or default_name,
         coro,
-        name or default_name,
+        contextvars.copy_context(),
         scheduler.timeout if timeout is UNSET else timeout,
         scheduler.slow_threshold if slow is UNSET else slow,
         scheduler.block_threshold if block is UNSET else block,
         on_complete,
         on_error,
-        run_if,
+        get("run_if") or definition.run_if,
         bool(shield),
-        context,
     )
 
 
