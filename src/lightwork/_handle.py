@@ -69,7 +69,6 @@ class TaskHandle(Generic[T]):
         "_deadline",
         "_duration",
         "_job",
-        "_last_step_end",
         "_on_complete",
         "_on_error",
         "_outcome",
@@ -142,7 +141,6 @@ class TaskHandle(Generic[T]):
         self._task: asyncio.Task[T] | None = None
         self._deadline = 0  # its bucket in the scheduler's Deadlines; 0 when none is armed
         self._started_at = 0.0
-        self._last_step_end = 0.0
         self._slow_logged = False
         self._cancel_reason: str | None = None
         self._outcome: object = None

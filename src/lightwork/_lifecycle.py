@@ -149,15 +149,18 @@ class Lifecycle:
             )
         handle._context.run(self._finish, handle, state, error, reason)
 
-    def _on_end(self, handle: TaskHandle[Any], error: BaseException | None, result: object) -> None:
+    def _on_end(
+        self, handle: TaskHandle[Any], error: BaseException | None, result: object, end: float
+    ) -> None:
         """End a task whose coroutine just returned or raised *error*, in its last step.
 
-        Runs inside the task's own context, so log events carry the request's contextvars.
+        *end* is when that step ended. Runs inside the task's own context, so log events
+        carry the request's contextvars.
         """
         if handle._deadline:
             self._deadlines.disarm(handle)
         handle._task = None
-        duration = handle._duration = handle._last_step_end - handle._started_at
+        duration = handle._duration = end - handle._started_at
         self._running.discard(handle)
         if (
             not handle._slow_logged

@@ -85,28 +85,31 @@ class TimedCoroutine(Coroutine[Any, Any, T]):
         try:
             result = self._coro.send(value) if error is None else self._coro.throw(error)
         except StopIteration as stop:
-            self._account(start, gc_before)
-            handle._scheduler._on_end(handle, None, stop.value)
+            handle._scheduler._on_end(handle, None, stop.value, self._account(start, gc_before))
             raise
         except BaseException as exc:
-            self._account(start, gc_before)
-            handle._scheduler._on_end(handle, exc, None)
+            handle._scheduler._on_end(handle, exc, None, self._account(start, gc_before))
             if isinstance(exc, Exception):  # reported once, by lightwork; asyncio need not
                 raise StopIteration from None
             raise  # cancellation, KeyboardInterrupt, SystemExit: never swallowed
         self._account(start, gc_before)
         return result
 
-    def _account(self, start: float, gc_before: float) -> None:
-        """Add the step that began at *start* to the task's time on the loop, minus GC."""
+    def _account(self, start: float, gc_before: float) -> float:
+        """Add the step that began at *start* to the task's time on the loop, minus GC.
+
+        Return when the step ended.
+        """
         global stepping  # noqa: PLW0603
         stepping = None
         handle = self._handle
-        handle._last_step_end = end = perf_counter()
+        end = perf_counter()
         step = end - start - (gc_seconds - gc_before)
-        handle.blocked += step
+        blocked = handle.blocked
+        handle.blocked = blocked + step if blocked else step  # one float for a one-step task
         if step > handle.longest_step:
             handle._scheduler._on_longest_step(handle, step)
+        return end
 
     def close(self) -> None:
         self._coro.close()
