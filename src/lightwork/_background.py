@@ -40,10 +40,11 @@ class Background(TaskSource):
         self._run_if: RunIf = run_if
         self._route = route
         self._released = released
-        self._pending: list[TaskHandle[Any]] = []
+        self._pending: list[TaskHandle[Any]] | None = None  # made for a request's first task
 
     def __repr__(self) -> str:
-        return f"<Background pending={len(self._pending)} released={self._released}>"
+        pending = len(self._pending or ())
+        return f"<Background pending={pending} released={self._released}>"
 
     @property
     def _scheduler(self) -> Scheduler:
@@ -59,12 +60,16 @@ class Background(TaskSource):
         if self._released:
             self.__scheduler._accept(handle)
         elif not self.__scheduler._refuse_if_full(handle):
+            if self._pending is None:
+                self._pending = []
             self._pending.append(handle)
 
     def _release(self, status: int | None, error: BaseException | None) -> None:
         """Start or drop the waiting tasks, now that the response is sent or the app failed."""
         self._released = True
-        pending, self._pending = self._pending, []
+        pending, self._pending = self._pending, None
+        if pending is None:  # most requests add no task
+            return
         scheduler = self.__scheduler
         for handle in pending:
             if handle.state is not TaskState.PENDING:
