@@ -64,7 +64,7 @@ class Lifecycle:
         raise NotImplementedError
 
     def _on_first_step(self, handle: TaskHandle[Any], now: float) -> None:
-        """Start the clock and arm the first timer: the slow-task warning, else the timeout.
+        """Start the clock.
 
         Runs inside the task's context, where it binds ``task`` and ``task_id`` for the
         task's own log events.
@@ -76,10 +76,17 @@ class Lifecycle:
         if observers:
             for observer in observers:
                 observer.task_started(handle)
+
+    def _on_first_wait(self, handle: TaskHandle[Any]) -> None:
+        """Arm the first timer, counted from the first step: the slow warning, else the timeout.
+
+        Only once the task first waits: one that ends in its first step needs no timer (and
+        could not be stopped in the middle of that step anyway).
+        """
         slow, timeout = handle.slow_threshold, handle.timeout
         delay = slow if slow is not None and (timeout is None or slow < timeout) else timeout
         if delay is not None:
-            self._deadlines.arm(handle, now + delay)
+            self._deadlines.arm(handle, handle._started_at + delay)
 
     def _on_longest_step(self, handle: TaskHandle[Any], step: float) -> None:
         threshold = handle.block_threshold

@@ -79,7 +79,8 @@ class TimedCoroutine(Coroutine[Any, Any, T]):
         handle = self._handle
         gc_before = gc_seconds
         start = perf_counter()
-        if not handle._started_at:
+        first = not handle._started_at
+        if first:
             handle._scheduler._on_first_step(handle, start)
         stepping = handle
         try:
@@ -93,6 +94,8 @@ class TimedCoroutine(Coroutine[Any, Any, T]):
                 raise StopIteration from None
             raise  # cancellation, KeyboardInterrupt, SystemExit: never swallowed
         self._account(start, gc_before)
+        if first:
+            handle._scheduler._on_first_wait(handle)
         return result
 
     def _account(self, start: float, gc_before: float) -> float:
