@@ -2,8 +2,8 @@
 
 The hot path is one ``loop.create_task`` around a slotted step timer (``TimedCoroutine``,
 which also ends the task in its last step), and at most one deadline per task in shared
-buckets (the slow-task warning first, then the timeout): no wrapper coroutine, no cancel
-scope, no task group, no done-callback, no timer of its own.
+buckets (the slow-task warning first, then the timeout), armed once the task first waits:
+no wrapper coroutine, no cancel scope, no task group, no done-callback, no timer of its own.
 """
 
 from __future__ import annotations
