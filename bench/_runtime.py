@@ -22,14 +22,14 @@ LOOPS: Final[dict[LoopName, Callable[[], asyncio.AbstractEventLoop]]] = {
 }
 
 
-def configure_logging() -> None:
+def configure_logging(level: int = logging.INFO) -> None:
     """Log at INFO, as production does, so that per-task debug events are filtered out.
 
     structlog's default configuration prints every level, debug included; an app in
     production filters below INFO, which is the cost users pay.
     """
     structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),  # stdout carries results
     )
 
