@@ -63,6 +63,7 @@ async def test_offload_returns_a_ref_at_once_and_hands_the_job_over_in_the_backg
     assert (submission.args, submission.kwargs) == ([2], {"b": 3})
     assert lightwork_tasks.names() == ["offload add"]
     [enqueued] = events(logs, "offload_enqueued")
+    assert enqueued["log_level"] == "debug"  # routine, like a task's completion
     assert enqueued["job"] == "add"
     assert enqueued["job_id"] == ref.job_id
     assert enqueued["backend"] == "memory"

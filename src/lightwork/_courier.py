@@ -251,7 +251,9 @@ class Courier:
 
     def _log_enqueued(self, job: PendingJob, attempts: int) -> None:
         self.counts["enqueued"] += 1
-        logger.info(
+        # Debug, like a task's completion: a hand-off that worked is routine, and logging
+        # every one at info would cost as much as the hand-off itself.
+        logger.debug(
             events.OFFLOAD_ENQUEUED,
             job=job.name, job_id=job.job_id, backend=self.destination, attempts=attempts,
         )  # fmt: skip
