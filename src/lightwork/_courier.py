@@ -144,7 +144,7 @@ class Courier:
         submission = Submission.from_payload(
             job.name, job.job_id, job.payload,
             delay=delay, priority=job.priority, options=job.options,
-            first_delivery=first_delivery,
+            first_delivery=first_delivery, arguments=job.arguments,
         )  # fmt: skip
         await self.call(f"take job {job.name!r}", self.backend.submit(submission))
 
