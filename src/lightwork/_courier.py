@@ -150,17 +150,39 @@ class Courier:
 
     async def call(self, what: str, call: Awaitable[T]) -> T:
         """Await one backend call under ``call_timeout``, translating what escapes the adapter."""
+        # Every job makes this call: a bare loop timer that cancels the task costs half of
+        # ``asyncio.timeout()``. As there, ``uncancel()`` tells our cancellation from another.
+        task = asyncio.current_task()
+        assert task is not None
+        cancelling, expired = task.cancelling(), False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            task.cancel()
+
+        timer = asyncio.get_running_loop().call_later(self.call_timeout, expire)
         try:
-            async with asyncio.timeout(self.call_timeout):
-                return await call
+            return await call
+        except asyncio.CancelledError as exc:
+            if expired:
+                expired = False
+                if task.uncancel() <= cancelling:  # ours alone: the call timed out
+                    raise self._timed_out(what) from exc
+            raise
         except OffloadError:
             raise
         except TimeoutError as exc:
-            raise BackendTimeoutError(
-                f"{self.backend!r} did not {what} within {self.call_timeout}s"
-            ) from exc
+            raise self._timed_out(what) from exc
         except Exception as exc:
             raise BackendError(f"{self.backend!r} failed to {what}: {exc!r}") from exc
+        finally:
+            timer.cancel()
+            if expired:  # the call swallowed our cancellation: withdraw it
+                task.uncancel()
+
+    def _timed_out(self, what: str) -> BackendTimeoutError:
+        return BackendTimeoutError(f"{self.backend!r} did not {what} within {self.call_timeout}s")
 
     def _mark_down(self, exc: BaseException) -> None:
         # For a moment, new jobs go straight to the outbox instead of each waiting on a dead
