@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 from . import _offload_log as events
 from ._backend import Submission
 from ._exceptions import BackendError, BackendTimeoutError, BackendUnavailableError, OffloadError
-from ._logging import logger
+from ._logging import debug_enabled, logger
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
@@ -41,6 +41,7 @@ class Courier:
         self.closed = False
         self.outbox_has_jobs = False
         self.counts = {"enqueued": 0, "deferred": 0, "failed": 0}
+        self._debug = False  # whether to log offload_enqueued: asked when binding
         self._loop: asyncio.AbstractEventLoop | None = None
         self._round_timer: asyncio.TimerHandle | None = None
         self._round_due = float("inf")
@@ -54,7 +55,8 @@ class Courier:
     def bind(self, *, reopen: bool = False) -> None:
         """Bind to the running loop; a closed courier reopens on a new loop or when asked.
 
-        Binding schedules a first round, which replays what the outbox holds.
+        Binding schedules a first round, which replays what the outbox holds. It is also
+        when the courier asks whether debug events are logged, as a scheduler does at start.
         """
         loop, bound = asyncio.get_running_loop(), self._loop
         if bound is loop and not (self.closed and reopen):
@@ -64,6 +66,7 @@ class Courier:
                 "this Offloader is bound to another running event loop; use one per loop"
             )
         self._loop, self.closed, self._bound_at = loop, False, time.time()
+        self._debug = debug_enabled()
         self._round_timer, self._round_task, self._round_due = None, None, float("inf")
         if self.outbox is not None:
             self._replay_pending = True
@@ -275,6 +278,8 @@ class Courier:
         self.counts["enqueued"] += 1
         # Debug, like a task's completion: a hand-off that worked is routine, and logging
         # every one at info would cost as much as the hand-off itself.
+        if not self._debug:
+            return
         logger.debug(
             events.OFFLOAD_ENQUEUED,
             job=job.name, job_id=job.job_id, backend=self.destination, attempts=attempts,
