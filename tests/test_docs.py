@@ -33,6 +33,7 @@ from starlette.testclient import TestClient
 import lightwork
 from lightwork import TaskState, TaskTimeoutError
 from lightwork.backends import MemoryBackend
+from tests import offload_jobs
 from tests.support import events, wait_until
 
 if TYPE_CHECKING:
@@ -983,6 +984,27 @@ async def test_the_debug_check_is_made_when_the_scheduler_starts() -> None:
     async with scheduler:  # started again, under the DEBUG configuration
         await scheduler.add_task(quick(), name="second")
     assert "task=second" in out.getvalue()
+
+
+@pytest.mark.usefixtures("plain_structlog")
+async def test_an_offloader_makes_the_debug_check_when_it_starts_too(
+    lightwork_tasks: TaskRecorder,
+) -> None:
+    out = io.StringIO()
+    logging_console.configure_console_logging(logging.INFO, file=out)
+    backend = MemoryBackend()
+    offloader = lightwork.Offloader(backend, outbox=None)
+    async with lightwork.Scheduler(offload=offloader) as scheduler:
+        async with offloader:
+            logging_console.configure_console_logging(logging.DEBUG, file=out)  # too late
+            scheduler.offload(offload_jobs.add, 1)
+            await lightwork_tasks.join()
+        assert len(backend.submissions) == 1
+        assert "offload_enqueued" not in out.getvalue()
+        async with offloader:  # started again, under the DEBUG configuration
+            scheduler.offload(lightwork.Job(offload_jobs.add, 2), job_id="second")
+            await lightwork_tasks.join()
+    assert "job_id=second" in out.getvalue()
 
 
 @pytest.fixture

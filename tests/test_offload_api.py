@@ -6,6 +6,7 @@ about lightwork's own behaviour; the real engines have their own test modules.
 
 from __future__ import annotations
 
+import enum
 import math
 import pickle
 from collections.abc import AsyncIterator, MutableMapping
@@ -63,6 +64,7 @@ async def test_offload_returns_a_ref_at_once_and_hands_the_job_over_in_the_backg
     assert (submission.args, submission.kwargs) == ([2], {"b": 3})
     assert lightwork_tasks.names() == ["offload add"]
     [enqueued] = events(logs, "offload_enqueued")
+    assert enqueued["log_level"] == "debug"  # routine, like a task's completion
     assert enqueued["job"] == "add"
     assert enqueued["job_id"] == ref.job_id
     assert enqueued["backend"] == "memory"
@@ -121,6 +123,26 @@ async def test_arguments_reach_the_job_exactly_as_json_carries_them(
     await lightwork_tasks.join()
     assert backend.submissions[0].args == [[1, 2]]
     assert backend.submissions[0].payload == '{"args":[[1,2]],"kwargs":{"b":[3]}}'
+
+
+class Size(enum.IntEnum):
+    LARGE = 2
+
+
+async def test_values_json_changes_arrive_changed_and_plain_ones_unchanged(
+    lightwork_tasks: TaskRecorder,
+) -> None:
+    backend = MemoryBackend()  # not run: add() would fail on these arguments
+    async with Scheduler(offload=Offloader(backend, outbox=None)) as scheduler:
+        scheduler.offload("add", Size.LARGE, b={1: "one"})
+        scheduler.offload("add", "a", b=1.5)
+        scheduler.offload("add", None, b=True)
+        await lightwork_tasks.join()
+    changed, *plain = backend.submissions
+    assert (changed.args, changed.kwargs) == ([2], {"b": {"1": "one"}})  # int keys: strings
+    assert type(changed.args[0]) is int  # an enum arrives as its value
+    assert [(s.args, s.kwargs) for s in plain] == [(["a"], {"b": 1.5}), ([None], {"b": True})]
+    assert [type(s.kwargs["b"]) for s in plain] == [float, bool]
 
 
 # -- errors at the call site -------------------------------------------------------------------

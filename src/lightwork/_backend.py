@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import abc
 import enum
-import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeAlias
 
 from ._exceptions import UnsupportedCapabilityError
+from ._payload import decode_arguments
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    from ._payload import Arguments
 
 JSONValue: TypeAlias = "str | int | float | bool | list[JSONValue] | dict[str, JSONValue] | None"
 """A value that survives a JSON round trip unchanged (tuples arrive as lists)."""
@@ -102,8 +104,9 @@ class Capabilities:
 class Submission:
     """One job, as a backend receives it: a name, an id and JSON-safe arguments.
 
-    ``args`` and ``kwargs`` are decoded from ``payload``, so they are exactly what a worker
-    will receive, whichever engine carries them.
+    ``args`` and ``kwargs`` are ``payload`` decoded (plain scalars, which JSON gives back
+    unchanged, are copied instead), so they are exactly what a worker will receive, whichever
+    engine carries them.
     """
 
     name: str
@@ -133,15 +136,19 @@ class Submission:
         priority: int | None = None,
         options: Mapping[str, JSONValue] | None = None,
         first_delivery: bool = False,
+        arguments: Arguments | None = None,
     ) -> Submission:
-        """Build a submission from the JSON payload lightwork encoded at ``offload()`` time."""
-        decoded = json.loads(payload)
+        """Build a submission from the JSON payload lightwork encoded at ``offload()`` time.
+
+        *arguments*, the payload already decoded, spares decoding it again.
+        """
+        args, kwargs = decode_arguments(payload) if arguments is None else arguments
         return cls(
             name=name,
             job_id=job_id,
             payload=payload,
-            args=decoded["args"],
-            kwargs=decoded["kwargs"],
+            args=args,
+            kwargs=kwargs,
             delay=delay,
             priority=priority,
             options=dict(options or {}),
@@ -158,8 +165,8 @@ class OffloadBackend(abc.ABC):
     engine cannot be reached: the job is kept in the outbox and retried),
     :class:`~lightwork.BackendTimeoutError`, or :class:`~lightwork.BackendError` (anything
     else), with ``raise ... from exc``. The ``Offloader`` bounds every call with its own
-    timeout too; a backend should still set its client's socket timeouts, so that a call
-    it abandons does not hold a connection or a thread for long.
+    timeout too, by cancelling it; a backend whose client blocks in a thread should still
+    set its socket timeouts, so that a call it abandons does not hold the thread for long.
 
     Example:
         ```python

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 from . import _offload_log as events
 from ._backend import Submission
 from ._exceptions import BackendError, BackendTimeoutError, BackendUnavailableError, OffloadError
-from ._logging import logger
+from ._logging import debug_enabled, logger
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
@@ -41,6 +41,7 @@ class Courier:
         self.closed = False
         self.outbox_has_jobs = False
         self.counts = {"enqueued": 0, "deferred": 0, "failed": 0}
+        self._debug = False  # whether to log offload_enqueued: asked when binding
         self._loop: asyncio.AbstractEventLoop | None = None
         self._round_timer: asyncio.TimerHandle | None = None
         self._round_due = float("inf")
@@ -54,7 +55,8 @@ class Courier:
     def bind(self, *, reopen: bool = False) -> None:
         """Bind to the running loop; a closed courier reopens on a new loop or when asked.
 
-        Binding schedules a first round, which replays what the outbox holds.
+        Binding schedules a first round, which replays what the outbox holds. It is also
+        when the courier asks whether debug events are logged, as a scheduler does at start.
         """
         loop, bound = asyncio.get_running_loop(), self._loop
         if bound is loop and not (self.closed and reopen):
@@ -64,6 +66,7 @@ class Courier:
                 "this Offloader is bound to another running event loop; use one per loop"
             )
         self._loop, self.closed, self._bound_at = loop, False, time.time()
+        self._debug = debug_enabled()
         self._round_timer, self._round_task, self._round_due = None, None, float("inf")
         if self.outbox is not None:
             self._replay_pending = True
@@ -144,23 +147,45 @@ class Courier:
         submission = Submission.from_payload(
             job.name, job.job_id, job.payload,
             delay=delay, priority=job.priority, options=job.options,
-            first_delivery=first_delivery,
+            first_delivery=first_delivery, arguments=job.arguments,
         )  # fmt: skip
         await self.call(f"take job {job.name!r}", self.backend.submit(submission))
 
     async def call(self, what: str, call: Awaitable[T]) -> T:
         """Await one backend call under ``call_timeout``, translating what escapes the adapter."""
+        # Every job makes this call: a bare loop timer that cancels the task costs half of
+        # ``asyncio.timeout()``. As there, ``uncancel()`` tells our cancellation from another.
+        task = asyncio.current_task()
+        assert task is not None
+        cancelling, expired = task.cancelling(), False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            task.cancel()
+
+        timer = asyncio.get_running_loop().call_later(self.call_timeout, expire)
         try:
-            async with asyncio.timeout(self.call_timeout):
-                return await call
+            return await call
+        except asyncio.CancelledError as exc:
+            if expired:
+                expired = False
+                if task.uncancel() <= cancelling:  # ours alone: the call timed out
+                    raise self._timed_out(what) from exc
+            raise
         except OffloadError:
             raise
         except TimeoutError as exc:
-            raise BackendTimeoutError(
-                f"{self.backend!r} did not {what} within {self.call_timeout}s"
-            ) from exc
+            raise self._timed_out(what) from exc
         except Exception as exc:
             raise BackendError(f"{self.backend!r} failed to {what}: {exc!r}") from exc
+        finally:
+            timer.cancel()
+            if expired:  # the call swallowed our cancellation: withdraw it
+                task.uncancel()
+
+    def _timed_out(self, what: str) -> BackendTimeoutError:
+        return BackendTimeoutError(f"{self.backend!r} did not {what} within {self.call_timeout}s")
 
     def _mark_down(self, exc: BaseException) -> None:
         # For a moment, new jobs go straight to the outbox instead of each waiting on a dead
@@ -251,7 +276,11 @@ class Courier:
 
     def _log_enqueued(self, job: PendingJob, attempts: int) -> None:
         self.counts["enqueued"] += 1
-        logger.info(
+        # Debug, like a task's completion: a hand-off that worked is routine, and logging
+        # every one at info would cost as much as the hand-off itself.
+        if not self._debug:
+            return
+        logger.debug(
             events.OFFLOAD_ENQUEUED,
             job=job.name, job_id=job.job_id, backend=self.destination, attempts=attempts,
         )  # fmt: skip

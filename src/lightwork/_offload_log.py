@@ -1,9 +1,10 @@
 """Log event names of the offload bridge, defined once; they go to the ``lightwork`` logger.
 
-Every offloaded job's hand-off ends in one of: ``offload_enqueued`` (the engine took it),
-``offload_deferred`` (kept in the outbox, with the reason; followed later by
-``offload_enqueued`` or ``offload_failed``) or ``offload_failed`` (given up; moved to the
-dead-letter table when there is an outbox). Job arguments are never logged.
+Every offloaded job's hand-off ends in one of: ``offload_enqueued`` (the engine took it;
+debug level, as routine as a task's completion), ``offload_deferred`` (kept in the outbox,
+with the reason; a warning, followed later by ``offload_enqueued`` or ``offload_failed``) or
+``offload_failed`` (given up, an error; moved to the dead-letter table when there is an
+outbox). Job arguments are never logged.
 """
 
 from __future__ import annotations

@@ -23,7 +23,12 @@ from ._job import Job, JobRef
 from ._logging import logger
 from ._options import check_duration
 from ._outbox import Outbox, PendingJob
-from ._payload import DEFAULT_MAX_PAYLOAD_BYTES, check_options, encode_arguments
+from ._payload import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    check_options,
+    decode_arguments,
+    encode_arguments,
+)
 from ._registry import lookup
 
 if TYPE_CHECKING:
@@ -251,6 +256,7 @@ class Offloader:
             priority=priority,
             options=dict(options or {}),
             fresh_id=fresh_id,
+            arguments=decode_arguments(payload, args, kwargs),
         )
 
     def _require(self, capable: bool, what: str) -> None:

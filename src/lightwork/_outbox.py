@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
 
     from ._backend import JSONValue
+    from ._payload import Arguments
 
 DEFAULT_OUTBOX_PATH: Final = "lightwork-outbox.sqlite3"
 
@@ -90,6 +91,9 @@ class PendingJob:
     fresh_id: bool = False
     """lightwork made the id at ``offload()``, so no earlier delivery of it can exist; never
     true for a job read back from the outbox."""
+    arguments: Arguments | None = field(default=None, compare=False, repr=False)
+    """The payload decoded, kept from ``offload()``; never stored: a job read back from the
+    outbox decodes its payload."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from ._exceptions import OffloadPayloadError
 
@@ -11,9 +11,17 @@ if TYPE_CHECKING:
     import inspect
     from collections.abc import Mapping
 
+    from ._backend import JSONValue
     from ._registry import Registration
 
 DEFAULT_MAX_PAYLOAD_BYTES: Final = 256 * 1024
+
+Arguments: TypeAlias = "tuple[list[JSONValue], dict[str, JSONValue]]"
+"""A job's arguments as a worker receives them: the payload decoded."""
+
+# Values of these exact types come back from JSON equal and of the same type (the encoder
+# refuses NaN and infinities); subclasses, such as enums, may not.
+_PLAIN: Final = frozenset({str, int, float, bool, type(None)})
 
 # Strict JSON (no NaN), compact, and UTF-8 rather than \u escapes, so that the size we
 # measure is the size the engine stores.
@@ -46,6 +54,25 @@ def encode_arguments(
             "object storage) and pass a reference to it, such as its key or URL"
         )
     return text
+
+
+def decode_arguments(
+    text: str, args: tuple[Any, ...] | None = None, kwargs: dict[str, Any] | None = None
+) -> Arguments:
+    """Return the arguments a worker will receive: *text*, the payload, decoded.
+
+    Given the *args* and *kwargs* it was encoded from, plain scalars are copied instead:
+    decoding them would give them back unchanged.
+    """
+    if (
+        args is not None
+        and kwargs is not None
+        and _PLAIN.issuperset(map(type, args))
+        and _PLAIN.issuperset(map(type, kwargs.values()))
+    ):
+        return list(args), dict(kwargs)
+    decoded = json.loads(text)
+    return decoded["args"], decoded["kwargs"]
 
 
 def check_options(name: str, options: Mapping[str, Any]) -> None:
