@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
@@ -11,7 +10,7 @@ import pytest
 import redis
 
 import lightwork
-from lightwork import Job, JobStatus, Offloader, Outbox, Scheduler
+from lightwork import Job, JobStatus, Offloader, Scheduler
 from lightwork.backends.saq import SaqBackend, worker_settings
 from tests import offload_jobs as jobs
 from tests.offload_servers import (
@@ -22,7 +21,6 @@ from tests.offload_servers import (
     start_saq_worker,
 )
 from tests.offload_support import offload_cpu_job_through_app, offload_through_an_outage
-from tests.support import events, wait_until
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -119,34 +117,6 @@ async def test_jobs_offloaded_while_redis_is_down_are_delivered_once_it_is_back(
         ran = await offload_through_an_outage(server, backend, tmp_path, lightwork_tasks, logs)
     # Every job ran, and exactly once: SAQ dedups by job id.
     assert sorted(ran) == ["before", "during-0", "during-1", "during-2", "during-3"]
-
-
-async def test_a_redis_that_stops_answering_defers_jobs_after_the_call_timeout(
-    tmp_path: Path, lightwork_tasks: TaskRecorder, logs: Logs
-) -> None:
-    with running_redis() as server:
-        assert server.process is not None
-        backend = SaqBackend(server.url)  # no socket timeout: the call timeout bounds calls
-        outbox = Outbox(tmp_path / "outbox.db", backoff=0.05, max_backoff=0.3)
-        offloader = Offloader(backend, outbox=outbox, call_timeout=0.5)
-        async with offloader, Scheduler(offload=offloader) as scheduler:
-            scheduler.offload(jobs.add, 0)  # connected: the pool has a socket
-            await lightwork_tasks.join()
-            server.process.send_signal(signal.SIGSTOP)  # alive, but answers nothing
-            try:
-                stuck = scheduler.offload(Job(jobs.add, 1), job_id="stuck")
-                await lightwork_tasks.join()
-                [deferred] = events(logs, "offload_deferred")
-                assert "did not take job 'add' within 0.5s" in deferred["reason"]
-            finally:
-                server.process.send_signal(signal.SIGCONT)
-            await wait_until(lambda: offloader.counts()["enqueued"] == 2)  # the outbox's round
-            after = scheduler.offload(Job(jobs.add, 2), job_id="after")
-            await wait_until(lambda: offloader.counts()["enqueued"] == 3)
-            # The cancelled call's connection was closed: no late reply went to another call.
-            assert await stuck.status() is JobStatus.QUEUED
-            assert await after.status() is JobStatus.QUEUED
-            assert offloader.counts()["failed"] == 0
 
 
 async def test_a_first_delivery_of_a_fresh_id_skips_the_duplicate_check(

@@ -165,8 +165,8 @@ class OffloadBackend(abc.ABC):
     engine cannot be reached: the job is kept in the outbox and retried),
     :class:`~lightwork.BackendTimeoutError`, or :class:`~lightwork.BackendError` (anything
     else), with ``raise ... from exc``. The ``Offloader`` bounds every call with its own
-    timeout too, by cancelling it; a backend whose client blocks in a thread should still
-    set its socket timeouts, so that a call it abandons does not hold the thread for long.
+    timeout too; a backend should still set its client's socket timeouts, so that a call
+    it abandons does not hold a connection or a thread for long.
 
     Example:
         ```python

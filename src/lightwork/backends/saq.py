@@ -82,10 +82,7 @@ class SaqBackend(OffloadBackend):
         job_options: SAQ job settings for every job (``timeout``, ``retries``, ``ttl``,
             ``retry_delay``, ``retry_backoff``, ``heartbeat``, ``meta``); a job's own
             ``options=`` win. Mind SAQ's default job ``timeout`` of 10 s.
-        socket_timeout: seconds a Redis read or write may take; ``None`` (the default) for
-            no limit of the client's own: the ``Offloader``'s ``call_timeout`` bounds every
-            call, and a call it cancels closes its connection. (A socket timeout runs each
-            Redis command in a task of its own: about a fifth more time per enqueue.)
+        socket_timeout: seconds a Redis read or write may take.
         connect_timeout: seconds connecting to Redis may take.
 
     Example:
@@ -106,10 +103,10 @@ class SaqBackend(OffloadBackend):
         *,
         queue: str = "default",
         job_options: Mapping[str, JSONValue] | None = None,
-        socket_timeout: float | None = None,
+        socket_timeout: float = 5.0,
         connect_timeout: float = 2.0,
     ) -> None:
-        check_duration("socket_timeout", socket_timeout)
+        check_duration("socket_timeout", socket_timeout, allow_none=False)
         check_duration("connect_timeout", connect_timeout, allow_none=False)
         if unknown := (job_options or {}).keys() - JOB_OPTIONS:
             raise ValueError(
