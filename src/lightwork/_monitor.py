@@ -111,7 +111,11 @@ class TimedCoroutine(Coroutine[Any, Any, T]):
         blocked = handle.blocked
         handle.blocked = blocked + step if blocked else step  # one float for a one-step task
         if step > handle.longest_step:
-            handle._scheduler._on_longest_step(handle, step)
+            threshold = handle.block_threshold
+            if threshold is not None and step >= threshold:  # may be news: the scheduler says
+                handle._scheduler._on_longest_step(handle, step)
+            else:
+                handle.longest_step = step
         return end
 
     def close(self) -> None:
