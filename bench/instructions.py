@@ -1,0 +1,105 @@
+"""Instructions per task, counted by callgrind: the spawn-and-complete cost without the noise.
+
+Run ``python -m bench.instructions`` (valgrind needed: ``apt-get install -y valgrind``; about
+five minutes on two cores). Wall-clock figures on a shared machine drift by 10-30% from run
+to run, and a slower machine changes every ratio a little; callgrind counts the instructions
+the CPU executes, the same for the same code and inputs whatever else the machine does, which
+makes it the figure to compare two versions of lightwork with. Each contender runs twice under
+callgrind, on uvloop: with a warm-up round only, and with N more tasks after it; the
+difference over N is its instructions per task. Not part of ``python -m bench`` or of CI:
+valgrind runs Python about fifty times slower. Instructions are not time (a C instruction
+and a Python one differ in cost), so the ratios here read higher than the timed ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from typing import Final
+
+from ._contenders import BY_KEY, waves
+from ._runtime import configure_logging, run_on
+from ._worker import WORKLOADS
+
+WARM_UP_TASKS: Final = 2_000
+DEFAULT_CONTENDERS: Final = (
+    "floor",
+    "aiojobs",
+    "lightwork",
+    "lightwork_options",
+    "lightwork_block",
+)
+_COLLECTED: Final = re.compile(r"Collected : (\d+)")
+
+
+async def _nothing() -> None:
+    pass
+
+
+async def _spawn(contender: str, workload: str, n: int) -> None:
+    fn = WORKLOADS[workload]
+    async with BY_KEY[contender].open() as round_:
+        await round_(waves(WARM_UP_TASKS, 1_000), fn, _nothing)
+        if n:
+            await round_(waves(n, 1_000), fn, _nothing)
+
+
+def _instructions(contender: str, workload: str, n: int) -> int:
+    """Run one child under callgrind; return the instructions it executed."""
+    command = [
+        "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+        sys.executable, "-m", "bench.instructions", "--child", contender, workload, str(n),
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=1800)
+    found = _COLLECTED.search(done.stderr)
+    if found is None:
+        raise RuntimeError(f"callgrind reported no count for {contender}/{workload}")
+    return int(found.group(1))
+
+
+def _per_task(contender: str, workload: str, n: int) -> float:
+    return (_instructions(contender, workload, n) - _instructions(contender, workload, 0)) / n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=10_000, help="tasks counted (default 10,000)")
+    parser.add_argument("--contenders", nargs="+", choices=sorted(BY_KEY))
+    parser.add_argument("--workloads", nargs="+", choices=sorted(WORKLOADS))
+    parser.add_argument("--child", nargs=3, metavar=("CONTENDER", "WORKLOAD", "N"))
+    args = parser.parse_args()
+    configure_logging()
+    if args.child:
+        contender, workload, n = args.child
+        run_on("uvloop", _spawn(contender, workload, int(n)))
+        return
+    if shutil.which("valgrind") is None:
+        sys.exit("valgrind is not installed: apt-get install -y valgrind")
+    contenders = list(dict.fromkeys(["floor", *(args.contenders or DEFAULT_CONTENDERS)]))
+    workloads = args.workloads or list(WORKLOADS)
+    cells = [(c, w) for c in contenders for w in workloads]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        counts = dict(
+            zip(
+                cells,
+                pool.map(lambda cell: _per_task(cell[0], cell[1], args.n), cells),
+                strict=True,
+            )
+        )
+    shown = " / ".join(workloads)
+    print(f"instructions per task on uvloop, callgrind, {args.n:,} tasks ({shown})")
+    for contender in contenders:
+        row = "  ".join(
+            f"{counts[contender, w]:>9,.0f} {counts[contender, w] / counts['floor', w]:5.2f}x"
+            for w in workloads
+        )
+        print(f"{BY_KEY[contender].label:<38}{row}")
+
+
+if __name__ == "__main__":
+    main()
