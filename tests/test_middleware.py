@@ -313,6 +313,8 @@ def test_the_middleware_validates_its_options() -> None:
         BackgroundMiddleware(app, start="later")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="run_if must be one of"):
         BackgroundMiddleware(app, run_if="never")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="run_if must be one of"):
+        BackgroundMiddleware(app, run_if=None)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"scheduler must be a lightwork\.Scheduler"):
         BackgroundMiddleware(app, scheduler=object())  # type: ignore[arg-type]
     assert repr(BackgroundMiddleware(app)) == (

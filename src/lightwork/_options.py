@@ -40,11 +40,16 @@ def check_duration(option: str, value: object, *, allow_none: bool = True) -> No
 
 
 def check_run_if(value: object) -> None:
-    """Raise a clear error unless *value* is one of the ``RunIf`` choices (or ``None``)."""
-    if value is not None and value not in _RUN_IF_VALUES:
+    """Raise a clear error unless *value* is one of the ``RunIf`` choices."""
+    if value not in _RUN_IF_VALUES:
         raise ValueError(
             f"run_if must be one of {', '.join(map(repr, _RUN_IF_VALUES))}, not {value!r}"
         )
+
+
+def _check_task_run_if(value: object) -> None:
+    if value is not None:  # a task without its own run_if follows the middleware's
+        check_run_if(value)
 
 
 def _check_name(value: object) -> None:
@@ -69,7 +74,7 @@ OPTION_CHECKS: Final[dict[str, Callable[[object], None]]] = {
     "block_threshold": functools.partial(check_duration, "block_threshold"),
     "on_complete": functools.partial(_check_callback, "on_complete"),
     "on_error": functools.partial(_check_callback, "on_error"),
-    "run_if": check_run_if,
+    "run_if": _check_task_run_if,
     "shield": _check_shield,
 }
 """The check of each option a task may be given; ``None`` passes each of them."""
