@@ -24,7 +24,7 @@ from typing import Final
 
 from ._contenders import BY_KEY, waves
 from ._runtime import configure_logging, run_on
-from ._worker import WORKLOADS
+from ._worker import WORKLOADS, _nothing
 
 WARM_UP_TASKS: Final = 2_000
 WAVE: Final = 20
@@ -40,10 +40,6 @@ DEFAULT_CONTENDERS: Final = (
     "lightwork_block",
 )
 _COLLECTED: Final = re.compile(r"Collected : (\d+)")
-
-
-async def _nothing() -> None:
-    pass
 
 
 async def _spawn(contender: str, workload: str, n: int) -> None:
