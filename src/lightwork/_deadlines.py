@@ -25,6 +25,20 @@ RESOLUTION_S: Final = 0.005
 """How late a deadline may fire, at most, on an event loop that is not busy."""
 
 
+class Bucket(set["TaskHandle[Any]"]):
+    """The handles whose deadline falls in one slice of time, keyed by its end.
+
+    A handle holds its bucket while armed: disarming needs no lookup, and a burst of
+    tasks armed at once shares one key instead of allocating an int each.
+    """
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: int) -> None:
+        super().__init__()
+        self.key = key
+
+
 class Deadlines:
     """The armed deadlines of one scheduler; each task has at most one at a time."""
 
@@ -32,7 +46,7 @@ class Deadlines:
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
         self._loop = loop
-        self._buckets: dict[int, set[TaskHandle[Any]]] = {}
+        self._buckets: dict[int, Bucket] = {}
         self._keys: list[int] = []  # a heap of the keys in _buckets
         self._timer: asyncio.TimerHandle | None = None
         self._timer_key = 0
@@ -48,22 +62,21 @@ class Deadlines:
         key = math.ceil(at / RESOLUTION_S)
         bucket = self._buckets.get(key)
         if bucket is None:
-            bucket = self._buckets[key] = set()
+            bucket = self._buckets[key] = Bucket(key)
             heapq.heappush(self._keys, key)
             if self._timer is None or key < self._timer_key:
                 self._wake_at(key)
         bucket.add(handle)
-        handle._deadline = key
+        handle._deadline = bucket
 
     def disarm(self, handle: TaskHandle[Any]) -> None:
         """Forget *handle*'s deadline, if it has one."""
-        key = handle._deadline
-        bucket = self._buckets.get(key)
+        bucket = handle._deadline
         if bucket is not None:
+            handle._deadline = None
             bucket.discard(handle)
             if not bucket:  # free it now, not when its time comes (a 30 s timeout, say)
-                del self._buckets[key]
-        handle._deadline = 0
+                self._buckets.pop(bucket.key, None)
 
     def close(self) -> None:
         """Drop every deadline and the loop timer."""
@@ -86,8 +99,12 @@ class Deadlines:
         self._timer = None
         due = math.floor(perf_counter() / RESOLUTION_S)
         while self._keys and self._keys[0] <= due:
-            for handle in self._buckets.pop(heapq.heappop(self._keys), ()):
-                handle._deadline = 0
+            bucket = self._buckets.pop(heapq.heappop(self._keys), None)
+            if bucket is None:  # emptied by disarming before its time
+                continue
+            for handle in bucket:  # first, so that no timer's work can change the bucket
+                handle._deadline = None
+            for handle in bucket:
                 handle._context.run(handle._on_timer)
         if self._keys and self._timer is None:
             self._wake_at(self._keys[0])

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Generator
     from contextvars import Context
 
+    from ._deadlines import Bucket
     from ._scheduler import Scheduler
     from ._types import RunIf
 
@@ -139,7 +140,7 @@ class TaskHandle(Generic[T]):
         self._on_error = on_error
         self._run_if = run_if
         self._task: asyncio.Task[T] | None = None
-        self._deadline = 0  # its bucket in the scheduler's Deadlines; 0 when none is armed
+        self._deadline: Bucket | None = None  # in the scheduler's Deadlines, while armed
         self._started_at = 0.0
         self._slow_logged = False
         self._cancel_reason: str | None = None

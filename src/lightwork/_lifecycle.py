@@ -164,7 +164,7 @@ class Lifecycle:
         *end* is when that step ended. Runs inside the task's own context, so log events
         carry the request's contextvars.
         """
-        if handle._deadline:
+        if handle._deadline is not None:
             self._deadlines.disarm(handle)
         handle._task = None
         duration = handle._duration = end - handle._started_at
