@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from starlette.requests import HTTPConnection
 
 from ._exceptions import BackgroundNotInstalledError
-from ._handle import TaskHandle, TaskState
+from ._handle import PENDING, TaskHandle
 from ._source import TaskSource
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ class Background(TaskSource):
             return
         scheduler = self.__scheduler
         for handle in pending:
-            if handle.state is not TaskState.PENDING:
+            if handle.state is not PENDING:
                 continue
             run_if = handle._run_if or self._run_if
             if run_if == "always" or (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from types import CodeType
+from types import CodeType, CoroutineType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._options import UNSET, TaskOptions, _Unset
@@ -117,6 +117,15 @@ def facts_of(fn: Callable[..., Any]) -> tuple[bool, TaskOptions | None, str]:
     facts = (is_async or _is_async_callable(fn), definition_of(code), name_of(fn))
     if code is not None:
         _facts[code] = facts
+    return facts
+
+
+def facts_of_coroutine(coro: CoroutineType[Any, Any, Any]) -> tuple[bool, TaskOptions | None, str]:
+    """Return what ``facts_of`` returns for the function that made *coro*."""
+    code = coro.cr_code
+    facts = _facts.get(code)
+    if facts is None:
+        facts = _facts[code] = (True, definition_of(code), short_name(coro.__qualname__))
     return facts
 
 

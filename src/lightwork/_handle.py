@@ -38,6 +38,12 @@ class TaskState(enum.StrEnum):
     """Handed to the offload bridge instead: the queue was full, or shutdown spilled it."""
 
 
+# For the hot path: on Python 3.11, each read of an enum class's attribute goes through
+# ``EnumType.__getattr__`` and costs ten times a module global's.
+PENDING: Final = TaskState.PENDING
+RUNNING: Final = TaskState.RUNNING
+COMPLETED: Final = TaskState.COMPLETED
+
 _ids = itertools.count(1)
 
 TERMINAL_STATES: Final = tuple(
@@ -125,7 +131,7 @@ class TaskHandle(Generic[T]):
         self._scheduler = scheduler
         self.id = next(_ids)
         self.name = name
-        self.state = TaskState.PENDING
+        self.state = PENDING
         self.timeout = timeout
         self.slow_threshold = slow_threshold
         self.block_threshold = block_threshold
@@ -167,7 +173,7 @@ class TaskHandle(Generic[T]):
 
     def done(self) -> bool:
         """Tell whether the task has reached its terminal state."""
-        return self.state not in (TaskState.PENDING, TaskState.RUNNING)
+        return self.state is not PENDING and self.state is not RUNNING
 
     def result(self) -> T:
         """Return the task's result, or raise what ended it.
@@ -175,7 +181,7 @@ class TaskHandle(Generic[T]):
         Raises:
             asyncio.InvalidStateError: the task has not ended yet.
         """
-        if self.state is TaskState.COMPLETED:
+        if self.state is COMPLETED:
             return cast("T", self._outcome)
         if not self.done():
             raise asyncio.InvalidStateError(
@@ -193,7 +199,7 @@ class TaskHandle(Generic[T]):
             raise asyncio.InvalidStateError(
                 f"task {self.name!r} has not ended (it is {self.state})"
             )
-        return None if self.state is TaskState.COMPLETED else cast("BaseException", self._outcome)
+        return None if self.state is COMPLETED else cast("BaseException", self._outcome)
 
     def cancel(self) -> bool:
         """Cancel the task; return ``False`` if it had already ended.

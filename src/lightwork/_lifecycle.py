@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from . import _logging as log
 from ._exceptions import TaskCancelledError, TaskDroppedError, TaskError, TaskTimeoutError
-from ._handle import TaskHandle, TaskState
+from ._handle import COMPLETED, PENDING, TaskHandle, TaskState
 from ._logging import TASK_ID_VAR, TASK_VAR
 from ._reporting import (
     report_blocking,
@@ -119,7 +119,7 @@ class Lifecycle:
         report_slow(handle, elapsed)
 
     def _cancel(self, handle: TaskHandle[Any], reason: str) -> bool:
-        if handle.state is TaskState.PENDING:
+        if handle.state is PENDING:
             handle._cancel_reason = reason
             self._close_unstarted(handle, TaskState.CANCELLED, reason)
             return True
@@ -195,7 +195,7 @@ class Lifecycle:
         elif error is not None:
             state, outcome = TaskState.FAILED, error
         else:
-            state, outcome = TaskState.COMPLETED, result
+            state, outcome = COMPLETED, result
         self._finish(handle, state, outcome, reason)
         if handle._slot:
             assert self._admission is not None
@@ -207,7 +207,7 @@ class Lifecycle:
     ) -> None:
         handle.state = state
         handle._outcome = outcome
-        if state is TaskState.COMPLETED:
+        if state is COMPLETED:
             # Checked here: building the event would cost every task.
             if self._debug or handle._cancel_reason == "timeout":
                 report_end(handle, state, outcome, reason)

@@ -60,9 +60,6 @@ class TimedCoroutine(Coroutine[Any, Any, T]):
         self._coro = coro
         self._handle = handle
 
-    def send(self, value: Any) -> Any:
-        return self._step(value, None)
-
     def throw(
         self,
         typ: type[BaseException] | BaseException,
@@ -71,10 +68,15 @@ class TimedCoroutine(Coroutine[Any, Any, T]):
     ) -> Any:
         if val is not None or tb is not None:  # the old three-argument form
             error = val if isinstance(val, BaseException) else typ(val)  # type: ignore[operator]
-            return self._step(None, error.with_traceback(tb))
-        return self._step(None, typ)
+            return self.send(None, error.with_traceback(tb))
+        return self.send(None, typ)
 
-    def _step(self, value: Any, error: type[BaseException] | BaseException | None) -> Any:
+    def send(self, value: Any, error: type[BaseException] | BaseException | None = None) -> Any:
+        """Take a step: send *value* into the task's coroutine, or throw *error* into it.
+
+        ``throw`` comes here too: one Python frame per step, and only one for the
+        ``StopIteration`` that ends a task to unwind through.
+        """
         global stepping  # noqa: PLW0603 -- one slot, written only on the loop thread
         handle = self._handle
         gc_before = gc_seconds

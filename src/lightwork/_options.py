@@ -26,13 +26,14 @@ class _Unset(enum.Enum):
 UNSET: Final = _Unset.UNSET
 
 _RUN_IF_VALUES: Final = get_args(RunIf)
+_NUMBERS: Final = (int, float)  # not `int | float`, which builds a union object per call
 
 
 def check_duration(option: str, value: object, *, allow_none: bool = True) -> None:
     """Raise a clear error unless *value* is a positive number of seconds (or ``None``)."""
     if value is None and allow_none:
         return
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, _NUMBERS):
         allowed = "a number of seconds or None" if allow_none else "a number of seconds"
         raise TypeError(f"{option} must be {allowed}, not {value!r}")
     if not (value > 0 and math.isfinite(value)):

@@ -23,7 +23,7 @@ from ._exceptions import (
     SchedulerClosedError,
     TaskOffloadedError,
 )
-from ._handle import TERMINAL_STATES, TaskHandle, TaskState
+from ._handle import PENDING, RUNNING, TERMINAL_STATES, TaskHandle, TaskState
 from ._lifecycle import Lifecycle
 from ._monitor import TimedCoroutine, count_gc_time
 from ._offloader import offloader_for
@@ -397,7 +397,7 @@ class Scheduler(TaskSource, Lifecycle):
     def _start(self, handle: TaskHandle[Any], may_raise: bool = False) -> None:
         if self._handed_over:
             self._handed_over.discard(handle)
-        if handle.state is not TaskState.PENDING:  # cancelled before it could start
+        if handle.state is not PENDING:  # cancelled before it could start
             return
         if self._phase == "closed":
             self._drop(handle, "the scheduler closed before the task could start")
@@ -452,7 +452,7 @@ class Scheduler(TaskSource, Lifecycle):
 
     def _offload_instead(self, handle: TaskHandle[Any], reason: str) -> bool:
         """Hand an unstarted task of an ``@offloadable`` function to the bridge, if it is one."""
-        if handle._job is None or handle.state is not TaskState.PENDING:
+        if handle._job is None or handle.state is not PENDING:
             return False
         fn, args, kwargs = handle._job
         self._offloading = True
@@ -489,7 +489,7 @@ class Scheduler(TaskSource, Lifecycle):
         # Timed from its first step, so that a burst's wait for the loop does not count.
         task = loop.create_task(TimedCoroutine(coro, handle), name=handle.name, context=context)
         handle._task = task
-        handle.state = TaskState.RUNNING
+        handle.state = RUNNING
         self._running.add(handle)
 
     def _loop_for_waiting(self) -> asyncio.AbstractEventLoop:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, overload
 
 import anyio.to_thread
 
-from ._definitions import definition_of, facts_of, name_of, short_name
+from ._definitions import facts_of, facts_of_coroutine, name_of
 from ._handle import TaskHandle
 from ._lifecycle import observers
 from ._options import NO_OPTIONS, OPTION_CHECKS, UNSET, TaskOptions, _Unset
@@ -217,9 +217,8 @@ def _from_coroutine(
         if check is None:
             raise TypeError(_unknown_options(kwargs))
         check(value)
-    handle = _new_handle(
-        scheduler, coro, definition_of(coro.cr_code), short_name(coro.__qualname__), kwargs
-    )
+    _, definition, name = facts_of_coroutine(coro)
+    handle = _new_handle(scheduler, coro, definition, name, kwargs)
     if scheduler.log_args and coro.cr_frame is not None:
         handle._args = _args_repr.repr(dict(coro.cr_frame.f_locals))
     return handle
