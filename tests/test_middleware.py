@@ -249,6 +249,27 @@ def test_handles_are_found_by_get_background_state_and_decorator(
     assert lightwork_tasks.names(TaskState.COMPLETED) == ["noop", "noop"]
 
 
+async def test_request_state_gets_the_handle_with_or_without_lifespan_state() -> None:
+    lifespan_state: dict[str, Any] = {"greeting": "hello"}
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        yield lifespan_state
+
+    async def endpoint(request: Request) -> Response:
+        assert isinstance(request.state.background, Background)
+        return PlainTextResponse(getattr(request.state, "greeting", "no state"))
+
+    app = make_app(Route("/", endpoint))
+    app.router.lifespan_context = lifespan
+    with TestClient(app) as client:  # a server with lifespan state: a copy per request
+        assert client.get("/").text == "hello"
+    assert lifespan_state == {"greeting": "hello"}  # the app's own dict is left alone
+    transport = httpx2.ASGITransport(app=app)  # no lifespan, so no "state" in the scope
+    async with httpx2.AsyncClient(transport=transport, base_url="http://test") as client:
+        assert (await client.get("/")).text == "no state"
+
+
 def test_without_the_middleware_get_background_says_how_to_install_it() -> None:
     async def endpoint(request: Request) -> Response:
         lightwork.get_background(request)

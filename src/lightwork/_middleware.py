@@ -114,8 +114,12 @@ class BackgroundMiddleware:
         route = f"{scope.get('method', 'WEBSOCKET')} {scope['path']}"
         background = Background(self.scheduler, self.run_if, route, released=released)
         scope[SCOPE_KEY] = background
-        # A copy, so that a server sharing one lifespan state dict across requests is unharmed.
-        scope["state"] = {**scope.get("state", {}), "background": background}
+        # The ASGI spec has servers give each request a copy of the lifespan state: no copy here.
+        state = scope.get("state")
+        if state is None:
+            scope["state"] = {"background": background}
+        else:
+            state["background"] = background
         watched = asyncio.current_task() if _watchdog.watching else None
         if watched is not None:
             _watchdog.requests[watched] = route  # so that a stuck loop is blamed on it
