@@ -266,8 +266,8 @@ async def test_request_state_gets_the_handle_with_or_without_lifespan_state() ->
         assert client.get("/").text == "hello"
     assert lifespan_state == {"greeting": "hello"}  # the app's own dict is left alone
     transport = httpx2.ASGITransport(app=app)  # no lifespan, so no "state" in the scope
-    async with httpx2.AsyncClient(transport=transport, base_url="http://test") as client:
-        assert (await client.get("/")).text == "no state"
+    async with httpx2.AsyncClient(transport=transport, base_url="http://test") as http:
+        assert (await http.get("/")).text == "no state"
 
 
 def test_without_the_middleware_get_background_says_how_to_install_it() -> None:
