@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
 from collections.abc import MutableMapping
@@ -51,7 +52,40 @@ async def test_a_task_that_never_yields_is_reported_while_the_loop_is_stuck(logs
     assert report["task_id"] == handle.id
     assert report["stuck_ms"] >= 50
     assert "stuck_until" in report["stack"]
+    assert report["gc_ms"] == 0
     assert "offload" in report["hint"]
+
+
+async def test_a_stall_inside_a_garbage_collection_is_blamed_on_the_collector(
+    logs: Logs,
+) -> None:
+    def wait_for_the_report() -> None:
+        deadline = time.monotonic() + 5
+        while not events(logs, "event_loop_blocked") and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def long_collection(phase: str, info: dict[str, int]) -> None:
+        # Stands for a full collection of a big heap: it holds the loop until reported.
+        if phase == "start" and collecting.is_set():
+            collecting.clear()
+            wait_for_the_report()
+
+    async def collect_garbage() -> None:
+        collecting.set()
+        gc.collect()
+
+    collecting = threading.Event()
+    async with Scheduler(watchdog=0.05) as scheduler:
+        gc.callbacks.append(long_collection)  # after lightwork's own, which the start added
+        try:
+            await scheduler.add_task(collect_garbage)
+        finally:
+            gc.callbacks.remove(long_collection)
+    [report] = events(logs, "event_loop_blocked")
+    assert report["task"] == "collect_garbage"
+    assert report["gc_ms"] >= 50
+    assert "garbage collector" in report["hint"]
+    assert scheduler.counts()["completed"] == 1
 
 
 def test_a_request_handler_that_blocks_is_named_by_its_route(logs: Logs) -> None:

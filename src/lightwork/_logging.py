@@ -46,6 +46,12 @@ BLOCKING_HINT: Final = (
     "run CPU-bound work in a process (lightwork's offload bridge) or at least a thread"
 )
 
+GC_PAUSE_HINT: Final = (
+    "the garbage collector holds the loop: a full collection walks every long-lived object; "
+    "keep fewer of them (a task must not hold its request), or call gc.freeze() once the "
+    "app has started"
+)
+
 _structlog_logger: Final = structlog.get_logger(LOGGER_NAME)
 _fallback: Final = logging.getLogger(LOGGER_NAME)
 

@@ -25,22 +25,25 @@ stepping: TaskHandle[Any] | None = None
 
 gc_seconds = 0.0
 """Seconds spent in garbage collection so far, once ``count_gc_time()`` has run."""
-_gc_started = 0.0
+collecting_since = 0.0
+"""When the collection running now began (``perf_counter()``); 0.0 while none runs."""
 
 
 def _on_gc(phase: str, info: dict[str, int]) -> None:
-    global gc_seconds, _gc_started  # noqa: PLW0603
+    global gc_seconds, collecting_since  # noqa: PLW0603
     if phase == "start":
-        _gc_started = perf_counter()
+        collecting_since = perf_counter()
     else:
-        gc_seconds += perf_counter() - _gc_started
+        gc_seconds += perf_counter() - collecting_since
+        collecting_since = 0.0
 
 
 def count_gc_time() -> None:
-    """Keep ``gc_seconds`` up to date, so a collection is never blamed on the task it paused.
+    """Keep ``gc_seconds`` and ``collecting_since`` up to date.
 
     Under load a full collection can pause the loop for tens of milliseconds in the middle
-    of any task's step; that pause is the collector's, not the task's.
+    of any task's step; that pause is the collector's, not the task's. The step timer
+    subtracts it, and the loop watchdog says when a stall is a collection.
     """
     if _on_gc not in gc.callbacks:
         gc.callbacks.append(_on_gc)

@@ -98,11 +98,14 @@ class LoopWatchdog:
         else:
             current = asyncio.current_task(self._loop)
             culprit = {"task": None, "route": requests.get(current) if current else None}
+        collecting_since = _monitor.collecting_since  # read once: the loop thread writes it
+        in_gc = perf_counter() - collecting_since if collecting_since else 0.0
         log.logger.warning(
             log.LOOP_BLOCKED,
             stuck_ms=round(stuck * 1000, 1),
             threshold_ms=round(self.threshold_s * 1000, 1),
+            gc_ms=round(in_gc * 1000, 1),
             **culprit,
             stack=stack,
-            hint=log.BLOCKING_HINT,
+            hint=log.GC_PAUSE_HINT if in_gc else log.BLOCKING_HINT,
         )
