@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import math
 import pickle
+import re
 from collections.abc import AsyncIterator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
@@ -188,6 +189,38 @@ async def test_arguments_that_do_not_fit_the_signature_fail_at_the_call(
 ) -> None:
     with pytest.raises(TypeError, match=r"offload\('add'\): missing a required argument: 'a'"):
         scheduler.offload(jobs.add, b=2)  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error"),
+    [
+        ((), {}, "missing a required argument: 'a'"),
+        ((1, 2, 3), {}, "too many positional arguments"),
+        ((1,), {"a": 1}, "multiple values for argument 'a'"),
+        ((1,), {"c": 3}, "got an unexpected keyword argument 'c'"),
+        ((), {"b": 2, "c": 3}, "missing a required argument: 'a'"),
+    ],
+)
+async def test_every_misfit_of_the_signature_is_refused_with_what_is_wrong(
+    scheduler: Scheduler, args: tuple[Any, ...], kwargs: dict[str, Any], error: str
+) -> None:
+    with pytest.raises(TypeError, match=re.escape(f"offload('add'): {error}")):
+        scheduler.offload("add", *args, **kwargs)
+    assert scheduler.running == 0  # no hand-off was started
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [((1,), {}), ((1, 2), {}), ((), {"a": 1}), ((1,), {"b": 2}), ((), {"b": 2, "a": 1})],
+)
+async def test_every_fit_of_the_signature_is_taken(
+    scheduler: Scheduler, backend: MemoryBackend, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    assert await scheduler.offload("add", *args, **kwargs).result() == sum(args) + sum(
+        kwargs.values()
+    )
+    [submission] = backend.submissions
+    assert (submission.args, submission.kwargs) == (list(args), kwargs)
 
 
 async def test_misused_call_forms_say_how_to_call(scheduler: Scheduler) -> None:

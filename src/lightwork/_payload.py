@@ -38,13 +38,15 @@ def encode_arguments(
         OffloadPayloadError: an argument is not JSON-serialisable (the message names it),
             or the payload is larger than *max_bytes*.
     """
-    try:
-        bound = registration.signature.bind(*args, **kwargs)
-    except TypeError as exc:
-        raise TypeError(f"offload({registration.name!r}): {exc}") from None
+    if not registration.fits(args, kwargs):
+        try:
+            registration.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"offload({registration.name!r}): {exc}") from None
     try:
         text = _encoder.encode({"args": args, "kwargs": kwargs})
     except (TypeError, ValueError) as exc:
+        bound = registration.signature.bind(*args, **kwargs)
         raise _bad_argument(registration.name, bound, exc) from exc
     # A character takes at most four bytes in UTF-8: only encode when the limit is near.
     if len(text) * 4 > max_bytes and (size := len(text.encode())) > max_bytes:
