@@ -11,7 +11,6 @@ import asyncio
 import enum
 import os
 import time
-import uuid
 from typing import TYPE_CHECKING, Any, Final
 
 from . import _offload_log as events
@@ -228,7 +227,7 @@ class Offloader:
         capabilities = self.backend.capabilities
         fresh_id = job_id is None
         if job_id is None:
-            job_id = uuid.uuid4().hex
+            job_id = os.urandom(16).hex()  # as random as uuid4(), without its object
         elif not isinstance(job_id, str) or not 0 < len(job_id) <= _MAX_JOB_ID_LENGTH:
             raise TypeError(
                 f"job_id must be a string of 1 to {_MAX_JOB_ID_LENGTH} characters, not {job_id!r}"
