@@ -2,11 +2,13 @@
 
 SPEC is a JSON object (``engine``, ``url``, ``n``, ``concurrency``, ``repeat``); the answer is
 one JSON object on stdout. Each timed round enqueues *n* jobs, *concurrency* at a time (a
-wave: that many at once, then wait until every one has been taken before the next), either
-with the engine's own client or through ``scheduler.offload()``, and ends when the last one
-has been taken. No worker runs: this measures enqueueing. Before each round the database is
-emptied, and after it the queue in Redis is checked to hold exactly *n* jobs, so that a
-round that lost jobs cannot pass for a fast one.
+wave: that many at once, then wait until every one has been taken before the next), and ends
+when the last one has been taken, in one of three ways: with the engine's own client as it
+comes (no socket timeouts), with the engine's own client connected as lightwork's backend
+connects it (socket and connect timeouts, one retry: what a careful app sets anyway), and
+through ``scheduler.offload()``. No worker runs: this measures enqueueing. Before each round
+the database is emptied, and after it the queue in Redis is checked to hold exactly *n* jobs,
+so that a round that lost jobs cannot pass for a fast one.
 """
 
 from __future__ import annotations
@@ -33,7 +35,12 @@ from ._runtime import configure_logging, run_on
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    import celery  # type: ignore[import-untyped]
+    import saq
+
     from lightwork.backends import OffloadBackend
+    from lightwork.backends.celery import CeleryBackend
+    from lightwork.backends.saq import SaqBackend
 
 JOB: Final = "bench-resize"
 WARM_UP_JOBS: Final = 1_000
@@ -62,9 +69,20 @@ class Engine:
     """How to reach one engine: with its own client, and through lightwork's backend."""
 
     own: Callable[[str], AbstractAsyncContextManager[Enqueue]]
+    """The engine's client with the engine's defaults."""
+    configured: Callable[[str], AbstractAsyncContextManager[Enqueue]]
+    """The engine's client, connected with the settings lightwork's backend uses."""
     backend: Callable[[str], OffloadBackend]
     queue_key: str
     """The Redis list that holds the enqueued jobs, to check each round's count."""
+
+
+def _saq_enqueuer(queue: saq.Queue) -> Enqueue:
+    def enqueue(i: int) -> Awaitable[object]:
+        path, width = arguments(i)
+        return queue.enqueue(JOB, path=path, width=width)
+
+    return enqueue
 
 
 @asynccontextmanager
@@ -73,34 +91,31 @@ async def _saq_client(url: str) -> AsyncIterator[Enqueue]:
 
     queue = saq.Queue.from_url(url)
     await queue.connect()
-
-    def enqueue(i: int) -> Awaitable[object]:
-        path, width = arguments(i)
-        return queue.enqueue(JOB, path=path, width=width)
-
     try:
-        yield enqueue
+        yield _saq_enqueuer(queue)
     finally:
         await queue.disconnect()
 
 
-def _saq_backend(url: str) -> OffloadBackend:
+@asynccontextmanager
+async def _saq_configured(url: str) -> AsyncIterator[Enqueue]:
+    backend = _saq_backend(url)
+    queue = backend._connected()  # the SAQ queue itself, on lightwork's Redis client
+    await queue.connect()
+    try:
+        yield _saq_enqueuer(queue)
+    finally:
+        await backend.aclose()
+
+
+def _saq_backend(url: str) -> SaqBackend:
     from lightwork.backends.saq import SaqBackend  # noqa: PLC0415 -- an optional engine
 
     return SaqBackend(url)
 
 
 @asynccontextmanager
-async def _celery_client(url: str) -> AsyncIterator[Enqueue]:
-    import celery  # type: ignore[import-untyped]  # noqa: PLC0415 -- an optional engine
-
-    app = celery.Celery("bench-client", broker=url, backend=url, set_as_current=False)
-    app.conf.update(
-        task_serializer="json",
-        result_serializer="json",
-        accept_content=["json"],
-        result_accept_content=["json"],
-    )
+async def _celery_enqueuer(app: celery.Celery) -> AsyncIterator[Enqueue]:
     # Celery's client blocks and is not thread-safe: an async app calls it on one thread of
     # its own, as lightwork's CeleryBackend does.
     thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bench-celery")
@@ -116,15 +131,36 @@ async def _celery_client(url: str) -> AsyncIterator[Enqueue]:
         thread.shutdown()
 
 
-def _celery_backend(url: str) -> OffloadBackend:
+@asynccontextmanager
+async def _celery_client(url: str) -> AsyncIterator[Enqueue]:
+    import celery  # noqa: PLC0415 -- an optional engine: imported only when measured
+
+    app = celery.Celery("bench-client", broker=url, backend=url, set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+    )
+    async with _celery_enqueuer(app) as enqueue:
+        yield enqueue
+
+
+@asynccontextmanager
+async def _celery_configured(url: str) -> AsyncIterator[Enqueue]:
+    async with _celery_enqueuer(_celery_backend(url).app) as enqueue:  # lightwork's Celery app
+        yield enqueue
+
+
+def _celery_backend(url: str) -> CeleryBackend:
     from lightwork.backends.celery import CeleryBackend  # noqa: PLC0415 -- an optional engine
 
     return CeleryBackend(url)
 
 
 ENGINES: Final = {
-    "saq": Engine(_saq_client, _saq_backend, "saq:default:queued"),
-    "celery": Engine(_celery_client, _celery_backend, "celery"),
+    "saq": Engine(_saq_client, _saq_configured, _saq_backend, "saq:default:queued"),
+    "celery": Engine(_celery_client, _celery_configured, _celery_backend, "celery"),
 }
 
 
@@ -173,18 +209,25 @@ class _Queue:
 async def measure(
     engine: Engine, url: str, n: int, concurrency: int, repeat: int
 ) -> dict[str, list[float]]:
-    """Time *repeat* pairs of rounds, the engine's own client just before lightwork each time.
+    """Time *repeat* triples of rounds: the engine's own client twice, then lightwork.
 
-    A ratio taken within a pair stays true when a shared machine slows down for a while.
+    A ratio taken within a triple stays true when a shared machine slows down for a while.
     """
-    samples: dict[str, list[float]] = {"own_jobs_per_s": [], "lightwork_jobs_per_s": []}
+    samples: dict[str, list[float]] = {
+        "own_defaults_jobs_per_s": [], "own_jobs_per_s": [], "lightwork_jobs_per_s": [],
+    }  # fmt: skip
     queue = _Queue(url, engine.queue_key)
     offloader = Offloader(engine.backend(url), outbox=None)
     warm_up = min(n, WARM_UP_JOBS)
     try:
-        async with engine.own(url) as enqueue, Scheduler(offload=offloader) as scheduler:
+        async with (
+            engine.own(url) as own,
+            engine.configured(url) as configured,
+            Scheduler(offload=offloader) as scheduler,
+        ):
             rounds: dict[str, Callable[[int], Awaitable[float]]] = {
-                "own_jobs_per_s": lambda size: own_round(enqueue, size, concurrency),
+                "own_defaults_jobs_per_s": lambda size: own_round(own, size, concurrency),
+                "own_jobs_per_s": lambda size: own_round(configured, size, concurrency),
                 "lightwork_jobs_per_s": lambda size: lightwork_round(scheduler, size, concurrency),
             }
             for size, timed in [(warm_up, False), *[(n, True)] * repeat]:

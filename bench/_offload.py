@@ -26,20 +26,28 @@ class OffloadResult:
     engine: str
     label: str
     own_jobs_per_s: float | None
-    """Median over the rounds; ``None`` when skipped."""
+    """The engine's client connected as lightwork connects it (socket timeouts): median over
+    the rounds; ``None`` when skipped."""
+    own_defaults_jobs_per_s: float | None
+    """The engine's client with the engine's defaults (no socket timeouts)."""
     lightwork_jobs_per_s: float | None
     ratio: float | None
-    """Median over the pairs of lightwork's round over the client's round just before it."""
-    own_samples: list[float]
-    lightwork_samples: list[float]
+    """Median over the rounds of lightwork's rate over the client's with the same settings."""
+    ratio_defaults: float | None
+    """The same, over the client with the engine's defaults."""
+    samples: dict[str, list[float]]
     concurrency: int
     skipped: str | None = None
 
 
 def _skipped(engine: str, concurrency: int, reason: str) -> OffloadResult:
     return OffloadResult(
-        engine, ENGINE_LABELS[engine], None, None, None, [], [], concurrency, reason
+        engine, ENGINE_LABELS[engine], None, None, None, None, None, {}, concurrency, reason
     )
+
+
+def _median_ratio(ours: list[float], theirs: list[float]) -> float:
+    return statistics.median(o / t for o, t in zip(ours, theirs, strict=True))
 
 
 def run_offload(
@@ -61,17 +69,18 @@ def run_offload(
                 print(f" note: skipped: {answer['skipped']}")
                 results.append(_skipped(engine, concurrency, answer["skipped"]))
                 continue
-            own, ours = answer["own_jobs_per_s"], answer["lightwork_jobs_per_s"]
-            ratio = statistics.median(o / c for o, c in zip(ours, own, strict=True))
+            own, defaults = answer["own_jobs_per_s"], answer["own_defaults_jobs_per_s"]
+            ours = answer["lightwork_jobs_per_s"]
             results.append(
                 OffloadResult(
                     engine,
                     ENGINE_LABELS[engine],
                     statistics.median(own),
+                    statistics.median(defaults),
                     statistics.median(ours),
-                    ratio,
-                    own,
-                    ours,
+                    _median_ratio(ours, own),
+                    _median_ratio(ours, defaults),
+                    answer,
                     concurrency,
                 )
             )

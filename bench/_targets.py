@@ -130,7 +130,8 @@ def _offload_verdict(offload: Sequence[OffloadResult]) -> Verdict:
         return Verdict(target, "; ".join(reasons) or "part 4 not run", "not measured")
     text = ", ".join(
         f"{r.label} {r.ratio:.2f}x "
-        f"({r.lightwork_jobs_per_s:,.0f} vs {r.own_jobs_per_s:,.0f} jobs/s)"
+        f"({r.lightwork_jobs_per_s:,.0f} vs {r.own_jobs_per_s:,.0f} jobs/s with the same "
+        f"settings; {r.ratio_defaults:.2f}x of its defaults)"
         for r in measured
     )
     return Verdict(target, text, _status(all((r.ratio or 0.0) >= OFFLOAD_SHARE for r in measured)))
