@@ -16,6 +16,7 @@ import pytest
 
 import lightwork
 from lightwork import Scheduler, TaskState
+from lightwork import _lifecycle as lifecycle_module
 from lightwork import _scheduler as scheduler_module
 from tests.support import events, wait_until
 
@@ -461,6 +462,25 @@ async def test_a_task_that_ignores_its_timeout_is_reported_when_it_ends(
     [completed] = events(logs, "background_task_completed")
     assert completed["log_level"] == "warning"
     assert "CancelledError" in completed["hint"]
+
+
+async def test_a_task_that_runs_on_past_its_timeout_is_reported_while_it_runs(
+    scheduler: Scheduler, logs: Logs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lifecycle_module, "TIMEOUT_GRACE_S", 0.05)
+    stop = asyncio.Event()
+    handle = scheduler.add_task(ignore_cancellation_until(stop), name="stubborn", timeout=0.05)
+    await wait_until(lambda: bool(events(logs, "background_task_timeout_ignored")))
+    assert handle.state is TaskState.RUNNING
+    await asyncio.sleep(0.2)  # reported once, not again at each grace period
+    [ignored] = events(logs, "background_task_timeout_ignored")
+    assert (ignored["task"], ignored["timeout_s"]) == ("stubborn", 0.05)
+    assert ignored["duration_ms"] >= 100
+    assert "CancelledError" in ignored["hint"]
+    stop.set()
+    await handle
+    [completed] = events(logs, "background_task_completed")
+    assert completed["log_level"] == "warning"
 
 
 async def test_finished_tasks_leave_no_deadline_behind(scheduler: Scheduler) -> None:

@@ -22,6 +22,7 @@ from ._reporting import (
     report_callback_error,
     report_end,
     report_slow,
+    report_timeout_ignored,
 )
 
 if TYPE_CHECKING:
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
     from ._stats import TaskStats
 
 _EMPTY_CONTEXT: Final = Context()  # replaces an ended task's context, so it can be freed
+
+TIMEOUT_GRACE_S: Final = 1.0
+"""How long after cancelling a task at its timeout lightwork checks that it has ended."""
 
 
 class TaskObserver(Protocol):
@@ -110,8 +114,12 @@ class Lifecycle:
                 self._deadlines.arm(handle, started + timeout)
         elif timeout is not None and elapsed < timeout:
             self._deadlines.arm(handle, started + timeout)
+        elif handle._cancel_reason == "timeout":  # cancelled a grace period ago, still running
+            report_timeout_ignored(handle, elapsed)
         else:
             self._cancel(handle, "timeout")
+            if handle._cancel_reason == "timeout":  # not cancelled before: see that it ends
+                self._deadlines.arm(handle, perf_counter() + TIMEOUT_GRACE_S)
 
     def _report_slow(self, handle: TaskHandle[Any], elapsed: float) -> None:
         handle._slow_logged = True

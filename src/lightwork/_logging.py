@@ -23,6 +23,7 @@ TASK_OFFLOADED: Final = "background_task_offloaded"
 TASK_OFFLOAD_REFUSED: Final = "background_task_offload_refused"
 TASK_SLOW: Final = "background_task_slow"
 TASK_BLOCKING: Final = "background_task_blocking"
+TASK_TIMEOUT_IGNORED: Final = "background_task_timeout_ignored"
 LOOP_BLOCKED: Final = "event_loop_blocked"
 TASK_ABANDONED: Final = "background_task_abandoned"
 CALLBACK_FAILED: Final = "background_callback_failed"
@@ -37,7 +38,7 @@ SLOW_HINT: Final = (
 )
 
 TIMEOUT_IGNORED_HINT: Final = (
-    "the task went on past its timeout: it caught the cancellation and returned anyway; "
+    "the task went on past its timeout: it caught the cancellation; "
     "let asyncio.CancelledError propagate"
 )
 

@@ -47,6 +47,15 @@ def report_slow(handle: TaskHandle[Any], elapsed: float) -> None:
     )
 
 
+def report_timeout_ignored(handle: TaskHandle[Any], elapsed: float) -> None:
+    log.logger.warning(
+        log.TASK_TIMEOUT_IGNORED,
+        **task_fields(handle, elapsed),
+        timeout_s=handle.timeout,
+        hint=log.TIMEOUT_IGNORED_HINT,
+    )
+
+
 def report_blocking(handle: TaskHandle[Any], step: float, threshold: float) -> None:
     log.logger.warning(
         log.TASK_BLOCKING,
