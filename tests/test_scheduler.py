@@ -483,6 +483,21 @@ async def test_a_task_that_runs_on_past_its_timeout_is_reported_while_it_runs(
     assert completed["log_level"] == "warning"
 
 
+async def test_a_later_deadline_armed_by_a_timer_does_not_delay_an_earlier_one(
+    logs: Logs,
+) -> None:
+    async with Scheduler(slow_threshold=0.05, timeout=30) as scheduler:
+        # Its slow warning fires first, and arms its 30 s timeout from the loop timer.
+        first = scheduler.add_task(asyncio.sleep(60), name="first")
+        await asyncio.sleep(0.02)
+        second = scheduler.add_task(asyncio.sleep(60), name="second", timeout=0.2)
+        with pytest.raises(lightwork.TaskTimeoutError):
+            await asyncio.wait_for(asyncio.shield(second), 5)  # not 30 s later
+        [slow_second] = [e for e in events(logs, "background_task_slow") if e["task"] == "second"]
+        assert slow_second["duration_ms"] < 1000  # at 50 ms, not with the 30 s timeout
+        first.cancel()
+
+
 async def test_finished_tasks_leave_no_deadline_behind(scheduler: Scheduler) -> None:
     handles = [scheduler.add_task(double, n) for n in range(200)]
     for handle in handles:

@@ -106,5 +106,10 @@ class Deadlines:
                 handle._deadline = None
             for handle in bucket:
                 handle._context.run(handle._on_timer)
-        if self._keys and self._timer is None:
+        self._wake_for_earliest()
+
+    def _wake_for_earliest(self) -> None:
+        # After _fire, the loop timer may be set for a later deadline that a task's timer
+        # armed (its timeout, after its slow warning): earlier ones must not wait for it.
+        if self._keys and (self._timer is None or self._keys[0] < self._timer_key):
             self._wake_at(self._keys[0])
