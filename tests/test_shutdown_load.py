@@ -101,6 +101,9 @@ KIND_ENDS: Final = {
     "timeout": TaskState.TIMED_OUT,
     "long": TaskState.CANCELLED,  # still running at shutdown, after the drain deadline
 }
+TIMEOUT_TASK_MS: Final = 100
+"""The "timeout" tasks' timeout in ``load_app``: one started less than this before the drain
+deadline (its request answered late in the shutdown) is cancelled by the shutdown first."""
 
 
 def read_log(path: Path) -> list[dict[str, Any]]:
@@ -153,10 +156,16 @@ def test_sigterm_mid_burst_leaves_every_accepted_task_one_logged_end(
     states = Counter(state for [state] in ends.values())
     assert events_named(records, "background_task_abandoned") == []
     assert {c["reason"] for c in events_named(records, "background_task_cancelled")} == {"shutdown"}
+    cancelled_before_timeout = {
+        r["task_id"]
+        for r in events_named(records, "background_task_cancelled")
+        if r.get("duration_ms", 0) < TIMEOUT_TASK_MS
+    }
     wrong = {
         (r["request"], r["kind"], ends[r["task_id"]][0])
         for r in additions
         if ends[r["task_id"]][0] is not expected_end(r["request"], r["kind"])
+        and not (r["kind"] == "timeout" and r["task_id"] in cancelled_before_timeout)
     }
     assert wrong == set()
 
