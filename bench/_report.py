@@ -274,5 +274,5 @@ def _offload_panel(axis: Axes, offload: Sequence[OffloadResult]) -> None:
     _bars(axis, labels, series, OFFLOAD_TARGET)
     axis.axvline(1.0, color="grey", linewidth=1)
     axis.set_xlim(0, 1.1)
-    axis.set_xlabel("jobs enqueued per second through lightwork, relative to the engine's client")
+    axis.set_xlabel("jobs/s through lightwork, relative to the engine's client")
     axis.set_title("4. offload to a local Redis")
