@@ -18,6 +18,7 @@ import lightwork
 from lightwork import Scheduler, TaskState
 from lightwork import _lifecycle as lifecycle_module
 from lightwork import _scheduler as scheduler_module
+from lightwork._deadlines import Deadlines
 from tests.support import events, wait_until
 
 Logs = list[MutableMapping[str, Any]]
@@ -504,3 +505,19 @@ async def test_finished_tasks_leave_no_deadline_behind(scheduler: Scheduler) -> 
         await handle
     assert len(scheduler._deadlines) == 0
     assert scheduler._deadlines._buckets == {}
+
+
+async def test_a_bucket_dropped_by_close_never_frees_a_new_one_of_the_same_time(
+    scheduler: Scheduler,
+) -> None:
+    deadlines = Deadlines(asyncio.get_running_loop())
+    stale, fresh = (scheduler.add_task(asyncio.sleep(0)) for _ in range(2))
+    at = time.perf_counter() + 10
+    deadlines.arm(stale, at)
+    deadlines.close()  # as when a scheduler moves to a new loop
+    deadlines.arm(fresh, at)
+    deadlines.disarm(stale)
+    assert len(deadlines) == 1
+    assert fresh._deadline is not None
+    assert fresh._deadline is deadlines._buckets[fresh._deadline.key]
+    deadlines.close()

@@ -75,8 +75,10 @@ class Deadlines:
         if bucket is not None:
             handle._deadline = None
             bucket.discard(handle)
-            if not bucket:  # free it now, not when its time comes (a 30 s timeout, say)
-                self._buckets.pop(bucket.key, None)
+            # Free it now, not when its time comes (a 30 s timeout, say); unless it is no
+            # longer ours (fired, or dropped by close()) and the key has a new bucket.
+            if not bucket and self._buckets.get(bucket.key) is bucket:
+                del self._buckets[bucket.key]
 
     def close(self) -> None:
         """Drop every deadline and the loop timer."""
