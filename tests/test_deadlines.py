@@ -1,0 +1,157 @@
+"""Deadlines (hypothesis): whatever is armed, disarmed and re-armed from a timer, none is late.
+
+A fake clock and a fake loop stand in for time, so that a run checks thousands of
+interleavings in a moment: after every step, the one loop timer must be set for the earliest
+bucket still holding a deadline, and firing the timers in order must reach every deadline
+within a bucket of its time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from typing import TYPE_CHECKING, Any, cast
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lightwork import _deadlines
+from lightwork._deadlines import RESOLUTION_S, Deadlines
+
+if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import Callable, Iterator
+
+    from lightwork import TaskHandle
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Timer:
+    def __init__(self, when: float, callback: Callable[[], None]) -> None:
+        self.when, self.callback, self.cancelled = when, callback, False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class Loop:
+    """The one method of a loop that ``Deadlines`` calls, on the fake clock."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.timers: list[Timer] = []
+
+    def call_later(self, delay: float, callback: Callable[[], None], **_: Any) -> Timer:
+        timer = Timer(self.clock.now + delay, callback)
+        self.timers.append(timer)
+        return timer
+
+    def next_timer(self) -> Timer | None:
+        live = [t for t in self.timers if not t.cancelled]
+        return min(live, key=lambda t: t.when) if live else None
+
+
+class Armed:
+    """Stands for a task handle: on its deadline, it notes the time and may arm a later one."""
+
+    def __init__(self, deadlines: Deadlines, clock: Clock) -> None:
+        self._deadline: _deadlines.Bucket | None = None
+        self._context = contextvars.Context()
+        self.deadlines, self.clock = deadlines, clock
+        self.due: float | None = None
+        self.rearm_s: float | None = None
+        self.late_by = 0.0
+
+    def arm(self, delay: float, rearm_s: float | None) -> None:
+        self.due, self.rearm_s = self.clock.now + delay, rearm_s
+        self.deadlines.arm(cast("TaskHandle[Any]", self), self.due)
+
+    def _on_timer(self) -> None:
+        assert self.due is not None
+        self.late_by = max(self.late_by, self.clock.now - self.due)
+        self.due = None
+        if self.rearm_s is not None:  # a slow warning, then the timeout
+            self.arm(self.rearm_s, None)
+
+
+OPERATIONS = st.lists(
+    st.tuples(
+        st.sampled_from(["arm", "disarm", "fire", "wait"]),
+        st.integers(0, 7),  # which handle
+        st.floats(0.0, 2.0),  # a delay, in seconds
+        st.one_of(st.none(), st.floats(0.0, 30.0)),  # a later deadline its timer arms
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(operations=OPERATIONS)
+def test_the_timer_always_wakes_for_the_earliest_deadline_and_none_is_late(
+    operations: list[tuple[str, int, float, float | None]],
+) -> None:
+    clock = Clock()
+    loop = Loop(clock)
+    with _patched_clock(clock):
+        deadlines = Deadlines(cast("asyncio.AbstractEventLoop", loop))
+        handles = [Armed(deadlines, clock) for _ in range(8)]
+        for operation, which, delay, rearm_s in operations:
+            handle = handles[which]
+            if operation == "arm":
+                if handle._deadline is None:  # a task has one deadline at a time
+                    handle.arm(delay, rearm_s)
+            elif operation == "disarm":
+                deadlines.disarm(cast("TaskHandle[Any]", handle))
+                handle.due = None
+            elif operation == "fire":
+                _fire_next(loop, clock)
+            else:  # time passes, and the loop runs each timer at its time
+                until = clock.now + delay
+                while (timer := loop.next_timer()) is not None and timer.when <= until:
+                    _fire_next(loop, clock)
+                    _check_the_timer(deadlines)
+                clock.now = until
+            _check_the_timer(deadlines)
+        while loop.next_timer() is not None:
+            _fire_next(loop, clock)
+            _check_the_timer(deadlines)
+    assert all(h.due is None for h in handles)  # every deadline armed was reached
+    assert max(h.late_by for h in handles) <= RESOLUTION_S + 1e-3
+
+
+def _fire_next(loop: Loop, clock: Clock) -> None:
+    timer = loop.next_timer()
+    if timer is not None:
+        clock.now = max(clock.now, timer.when) + 1e-6  # running a timer takes a little time
+        timer.cancelled = True
+        timer.callback()
+
+
+def _check_the_timer(deadlines: Deadlines) -> None:
+    held = [key for key, bucket in deadlines._buckets.items() if bucket]
+    if held:
+        timer = cast("Timer | None", deadlines._timer)
+        assert timer is not None
+        assert not timer.cancelled
+        assert deadlines._timer_key <= min(held)
+
+
+@contextlib.contextmanager
+def _patched_clock(clock: Clock) -> Iterator[None]:
+    """Make ``Deadlines`` read the fake clock, for one example.
+
+    Not pytest's ``monkeypatch``: hypothesis runs every example within one call of the test.
+    """
+    saved = vars(_deadlines)["perf_counter"]
+    setattr(_deadlines, "perf_counter", clock)  # noqa: B010 -- not a name it exports
+    try:
+        yield
+    finally:
+        setattr(_deadlines, "perf_counter", saved)  # noqa: B010
