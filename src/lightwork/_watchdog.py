@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from . import _logging as log
 from . import _monitor
+from ._reporting import ms
 
 if TYPE_CHECKING:
     from ._handle import TaskHandle
@@ -102,9 +103,9 @@ class LoopWatchdog:
         in_gc = perf_counter() - collecting_since if collecting_since else 0.0
         log.logger.warning(
             log.LOOP_BLOCKED,
-            stuck_ms=round(stuck * 1000, 1),
-            threshold_ms=round(self.threshold_s * 1000, 1),
-            gc_ms=round(in_gc * 1000, 1),
+            stuck_ms=ms(stuck),
+            threshold_ms=ms(self.threshold_s),
+            gc_ms=ms(in_gc),
             **culprit,
             stack=stack,
             hint=log.GC_PAUSE_HINT if in_gc else log.BLOCKING_HINT,
