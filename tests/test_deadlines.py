@@ -135,6 +135,9 @@ def _fire_next(loop: Loop, clock: Clock) -> None:
 
 
 def _check_the_timer(deadlines: Deadlines) -> None:
+    for bucket in deadlines._buckets.values():  # disarmed handles linger, but never many
+        assert bucket.armed == len({id(h) for h in bucket if h._deadline is bucket}) > 0
+        assert len(bucket) <= 2 * bucket.armed
     held = [key for key, bucket in deadlines._buckets.items() if bucket]
     if held:
         timer = cast("Timer | None", deadlines._timer)
@@ -155,3 +158,21 @@ def _patched_clock(clock: Clock) -> Iterator[None]:
         yield
     finally:
         setattr(_deadlines, "perf_counter", saved)  # noqa: B010
+
+
+def test_a_bucket_lets_go_of_disarmed_handles() -> None:
+    """Ended tasks are freed at once, not when their bucket's time comes (a 30 s timeout)."""
+    clock = Clock()
+    with _patched_clock(clock):
+        deadlines = Deadlines(cast("asyncio.AbstractEventLoop", Loop(clock)))
+        handles = [Armed(deadlines, clock) for _ in range(100)]
+        for handle in handles:
+            handle.arm(30.0, None)
+        [bucket] = deadlines._buckets.values()
+        for handle in handles[:-1]:
+            deadlines.disarm(cast("TaskHandle[Any]", handle))
+        assert cast("TaskHandle[Any]", handles[-1]) in bucket
+        assert len(bucket) <= 2  # at most as many disarmed handles as armed ones
+        deadlines.disarm(cast("TaskHandle[Any]", handles[-1]))
+        assert not bucket
+        assert deadlines._buckets == {}

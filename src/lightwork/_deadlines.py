@@ -2,8 +2,8 @@
 
 One ``loop.call_later`` per task is simple, but costs more than the task itself in a
 burst (uvloop keeps a libuv timer per handle; asyncio a heap entry, left behind when
-cancelled). Here deadlines fall into buckets of ``RESOLUTION_S``, held in sets so that a
-finished task leaves at once, and a single loop timer wakes for the earliest bucket.
+cancelled). Here deadlines fall into buckets of ``RESOLUTION_S``, and a single loop timer
+wakes for the earliest bucket.
 """
 
 from __future__ import annotations
@@ -25,18 +25,25 @@ RESOLUTION_S: Final = 0.005
 """How late a deadline may fire, at most, on an event loop that is not busy."""
 
 
-class Bucket(set["TaskHandle[Any]"]):
+class Bucket(list["TaskHandle[Any]"]):
     """The handles whose deadline falls in one slice of time, keyed by its end.
 
-    A handle holds its bucket while armed: disarming needs no lookup, and a burst of
-    tasks armed at once shares one key instead of allocating an int each.
+    A handle is in the bucket while its ``_deadline`` is that bucket. A list, not a set:
+    8 bytes a task instead of 50 to 100. Disarming leaves the handle in place and counts it
+    out; the bucket is emptied once none is armed and compacted once most are not, so it
+    never holds on to more ended tasks than armed ones.
     """
 
-    __slots__ = ("key",)
+    __slots__ = ("armed", "key")
 
     def __init__(self, key: int) -> None:
         super().__init__()
         self.key = key
+        self.armed = 0
+
+    def compact(self) -> None:
+        """Keep only the handles still armed here, each once."""
+        self[:] = dict.fromkeys(h for h in self if h._deadline is self)
 
 
 class Deadlines:
@@ -52,7 +59,7 @@ class Deadlines:
         self._timer_key = 0
 
     def __len__(self) -> int:
-        return sum(map(len, self._buckets.values()))
+        return sum(bucket.armed for bucket in self._buckets.values())
 
     def __repr__(self) -> str:
         return f"<Deadlines armed={len(self)} buckets={len(self._buckets)}>"
@@ -66,7 +73,8 @@ class Deadlines:
             heapq.heappush(self._keys, key)
             if self._timer is None or key < self._timer_key:
                 self._wake_at(key)
-        bucket.add(handle)
+        bucket.append(handle)
+        bucket.armed += 1
         handle._deadline = bucket
 
     def disarm(self, handle: TaskHandle[Any]) -> None:
@@ -74,11 +82,15 @@ class Deadlines:
         bucket = handle._deadline
         if bucket is not None:
             handle._deadline = None
-            bucket.discard(handle)
-            # Free it now, not when its time comes (a 30 s timeout, say); unless it is no
-            # longer ours (fired, or dropped by close()) and the key has a new bucket.
-            if not bucket and self._buckets.get(bucket.key) is bucket:
-                del self._buckets[bucket.key]
+            armed = bucket.armed = bucket.armed - 1
+            if not armed:
+                # Free it now, not when its time comes (a 30 s timeout, say); unless it is no
+                # longer ours (fired, or dropped by close()) and the key has a new bucket.
+                if self._buckets.get(bucket.key) is bucket:
+                    del self._buckets[bucket.key]
+                bucket.clear()
+            elif armed * 2 < len(bucket):
+                bucket.compact()
 
     def close(self) -> None:
         """Drop every deadline and the loop timer."""
@@ -104,7 +116,8 @@ class Deadlines:
             bucket = self._buckets.pop(heapq.heappop(self._keys), None)
             if bucket is None:  # emptied by disarming before its time
                 continue
-            for handle in bucket:  # first, so that no timer's work can change the bucket
+            bucket.compact()  # first, so that no timer's work can change the bucket
+            for handle in bucket:
                 handle._deadline = None
             for handle in bucket:
                 handle._context.run(handle._on_timer)
