@@ -44,6 +44,12 @@ PENDING: Final = TaskState.PENDING
 RUNNING: Final = TaskState.RUNNING
 COMPLETED: Final = TaskState.COMPLETED
 
+# The bits of ``TaskHandle._flags``: one int instead of three slots, 16 bytes a task.
+SHIELDED: Final = 1
+SLOW_LOGGED: Final = 2
+HOLDS_SLOT: Final = 4
+"""It holds one of the scheduler's ``max_concurrency`` slots."""
+
 _ids = itertools.count(1)
 
 TERMINAL_STATES: Final = tuple(
@@ -75,24 +81,21 @@ class TaskHandle(Generic[T]):
         "_coro",
         "_deadline",
         "_duration",
+        "_flags",
         "_job",
         "_on_complete",
         "_on_error",
         "_outcome",
         "_run_if",
         "_scheduler",
-        "_slot",
-        "_slow_logged",
         "_started_at",
         "_task",
-        "_waiter",
         "block_threshold",
         "blocked",
         "id",
         "longest_step",
         "name",
         "route",
-        "shield",
         "slow_threshold",
         "state",
         "timeout",
@@ -109,8 +112,6 @@ class TaskHandle(Generic[T]):
     """Seconds the task's steps have held the event loop, in all."""
     longest_step: float
     """Seconds of the longest single step: what the loop waited for at once."""
-    shield: bool
-    """Whether shutdown lets the task run past ``drain_timeout``, up to ``shield_timeout``."""
     route: str | None
     """The request that added the task, as ``"GET /path"``; ``None`` outside requests."""
 
@@ -135,7 +136,7 @@ class TaskHandle(Generic[T]):
         self.timeout = timeout
         self.slow_threshold = slow_threshold
         self.block_threshold = block_threshold
-        self.shield = shield
+        self._flags = SHIELDED if shield else 0
         self.blocked = 0.0
         self.longest_step = 0.0
         self.route: str | None = None
@@ -148,13 +149,15 @@ class TaskHandle(Generic[T]):
         self._task: asyncio.Task[T] | None = None
         self._deadline: Bucket | None = None  # in the scheduler's Deadlines, while armed
         self._started_at = 0.0
-        self._slow_logged = False
         self._cancel_reason: str | None = None
         self._outcome: object = None
-        self._waiter: asyncio.Future[None] | None = None
         self._args: str | None = None
         self._job: tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]] | None = None
-        self._slot = False  # holds one of the scheduler's max_concurrency slots
+
+    @property
+    def shield(self) -> bool:
+        """Whether shutdown lets the task run past ``drain_timeout``, up to ``shield_timeout``."""
+        return bool(self._flags & SHIELDED)
 
     @property
     def duration(self) -> float | None:
@@ -216,10 +219,12 @@ class TaskHandle(Generic[T]):
     async def _ended(self) -> None:
         """Wait for the end without raising its outcome."""
         if not self.done():
-            if self._waiter is None:
-                self._waiter = self._scheduler._loop_for_waiting().create_future()
+            waiters = self._scheduler._waiters
+            waiter = waiters.get(self)
+            if waiter is None:
+                waiter = waiters[self] = self._scheduler._loop_for_waiting().create_future()
             # Shielded, so that a cancelled awaiter does not cancel the waiter others share.
-            await asyncio.shield(self._waiter)
+            await asyncio.shield(waiter)
 
     def _on_timer(self) -> None:
         self._scheduler._on_timer(self)

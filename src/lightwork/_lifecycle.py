@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from . import _logging as log
 from ._exceptions import TaskCancelledError, TaskDroppedError, TaskError, TaskTimeoutError
-from ._handle import COMPLETED, PENDING, TaskHandle, TaskState
+from ._handle import COMPLETED, HOLDS_SLOT, PENDING, SLOW_LOGGED, TaskHandle, TaskState
 from ._logging import TASK_ID_VAR, TASK_VAR
 from ._reporting import (
     report_blocking,
@@ -62,6 +62,7 @@ class Lifecycle:
     _admission: Admission | None
     _running: set[TaskHandle[Any]]
     _callbacks: set[asyncio.Task[None]]
+    _waiters: dict[TaskHandle[Any], asyncio.Future[None]]
     _debug: bool
 
     def _start_queued(self) -> None:
@@ -105,7 +106,11 @@ class Lifecycle:
             return
         started, slow, timeout = handle._started_at, handle.slow_threshold, handle.timeout
         elapsed = perf_counter() - started
-        if not handle._slow_logged and slow is not None and (timeout is None or slow < timeout):
+        if (
+            not handle._flags & SLOW_LOGGED
+            and slow is not None
+            and (timeout is None or slow < timeout)
+        ):
             if elapsed < slow:  # a loop timer may fire a little early
                 self._deadlines.arm(handle, started + slow)
                 return
@@ -122,7 +127,7 @@ class Lifecycle:
                 self._deadlines.arm(handle, perf_counter() + TIMEOUT_GRACE_S)
 
     def _report_slow(self, handle: TaskHandle[Any], elapsed: float) -> None:
-        handle._slow_logged = True
+        handle._flags |= SLOW_LOGGED
         self._stats.warned(handle.name, log.TASK_SLOW)
         report_slow(handle, elapsed)
 
@@ -178,7 +183,7 @@ class Lifecycle:
         duration = handle._duration = end - handle._started_at
         self._running.discard(handle)
         if (
-            not handle._slow_logged
+            not handle._flags & SLOW_LOGGED
             and handle.slow_threshold is not None
             and duration >= handle.slow_threshold
         ):
@@ -205,7 +210,7 @@ class Lifecycle:
         else:
             state, outcome = COMPLETED, result
         self._finish(handle, state, outcome, reason)
-        if handle._slot:
+        if handle._flags & HOLDS_SLOT:
             assert self._admission is not None
             self._admission.free_slot(handle.name)
             self._start_queued()
@@ -227,9 +232,10 @@ class Lifecycle:
         self._stats.ended(
             handle.name, state, handle._duration, handle.blocked, started=bool(handle._started_at)
         )
-        waiter = handle._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if self._waiters:
+            waiter = self._waiters.pop(handle, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
         handle._context = _EMPTY_CONTEXT
         handle._on_complete = handle._on_error = None
         if observers:

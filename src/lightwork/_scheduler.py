@@ -23,7 +23,7 @@ from ._exceptions import (
     SchedulerClosedError,
     TaskOffloadedError,
 )
-from ._handle import PENDING, RUNNING, TERMINAL_STATES, TaskHandle, TaskState
+from ._handle import HOLDS_SLOT, PENDING, RUNNING, TERMINAL_STATES, TaskHandle, TaskState
 from ._lifecycle import Lifecycle
 from ._monitor import TimedCoroutine, count_gc_time
 from ._offloader import offloader_for
@@ -158,6 +158,8 @@ class Scheduler(TaskSource, Lifecycle):
         self._debug = False
         self._running: set[TaskHandle[Any]] = set()
         self._callbacks: set[asyncio.Task[None]] = set()
+        # For the few handles someone awaits before they end, not a slot on every handle.
+        self._waiters: dict[TaskHandle[Any], asyncio.Future[None]] = {}
         self._handed_over: set[TaskHandle[Any]] = set()  # from other threads, not yet started
         self._offloading = False
         self._stats = TaskStats()
@@ -411,7 +413,7 @@ class Scheduler(TaskSource, Lifecycle):
                     admission.queue.append(handle)
                 return
             admission.take_slot(handle.name)
-            handle._slot = True
+            handle._flags |= HOLDS_SLOT
         self._launch(handle)
 
     def _refuse_if_full(self, handle: TaskHandle[Any]) -> bool:
@@ -477,7 +479,7 @@ class Scheduler(TaskSource, Lifecycle):
         assert admission is not None
         while (handle := admission.next_startable()) is not None:
             admission.take_slot(handle.name)
-            handle._slot = True
+            handle._flags |= HOLDS_SLOT
             self._launch(handle)
 
     def _launch(self, handle: TaskHandle[Any]) -> None:
