@@ -57,6 +57,26 @@ async def test_a_task_runs_detached_and_its_handle_gives_the_result(
     assert completed["duration_ms"] >= 0
 
 
+async def test_a_handle_awaited_by_many_wakes_them_all_and_a_cancelled_awaiter_harms_none(
+    scheduler: Scheduler,
+) -> None:
+    release = asyncio.Event()
+
+    async def answer() -> int:
+        await release.wait()
+        return 7
+
+    handle = scheduler.add_task(answer)
+    awaiters = [asyncio.ensure_future(asyncio.wait_for(handle, 5)) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    awaiters[0].cancel()
+    release.set()
+    assert await asyncio.gather(*awaiters[1:]) == [7, 7]
+    assert awaiters[0].cancelled()
+    assert handle.state is TaskState.COMPLETED
+    assert scheduler._waiters == {}  # an ended task's waiter is not kept
+
+
 async def test_a_failing_task_is_logged_with_its_traceback_and_reaches_on_error(
     scheduler: Scheduler, logs: Logs
 ) -> None:
