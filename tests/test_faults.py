@@ -29,7 +29,7 @@ from structlog.typing import EventDict, WrappedLogger
 
 import lightwork
 from lightwork import BackgroundMiddleware, Scheduler, SchedulerClosedError, TaskState
-from lightwork import _scheduler as scheduler_module
+from lightwork import _shutdown as shutdown_module
 from lightwork.testing import TaskRecorder
 from tests.http_server import serving
 from tests.outcomes import TERMINAL_EVENTS, assert_each_ended_once, ends_by_task
@@ -113,7 +113,7 @@ async def test_a_task_that_raises_fails_once_and_nothing_else_notices(
 async def test_a_task_that_swallows_cancellation_is_reported_abandoned_and_shutdown_ends(
     logs: Logs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(scheduler_module, "CANCEL_GRACE_S", 0.05)
+    monkeypatch.setattr(shutdown_module, "CANCEL_GRACE_S", 0.05)
     give_up = asyncio.Event()
     cancellations = 0
 
@@ -199,7 +199,7 @@ async def test_a_callback_that_raises_is_logged_and_changes_nothing_else(logs: L
 async def test_a_callback_that_hangs_is_cancelled_at_shutdown_which_still_ends(
     stubborn: bool, logs: Logs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(scheduler_module, "CANCEL_GRACE_S", 0.05)
+    monkeypatch.setattr(shutdown_module, "CANCEL_GRACE_S", 0.05)
     entered, give_up = asyncio.Event(), asyncio.Event()
     cancellations = 0
 

@@ -17,7 +17,7 @@ import pytest
 import lightwork
 from lightwork import Scheduler, TaskState
 from lightwork import _lifecycle as lifecycle_module
-from lightwork import _scheduler as scheduler_module
+from lightwork import _shutdown as shutdown_module
 from lightwork._deadlines import Deadlines
 from tests.support import events, wait_until
 
@@ -308,7 +308,7 @@ async def ignore_cancellation_until(stop: asyncio.Event, *_: object) -> None:
 async def test_a_task_that_refuses_to_stop_is_reported_abandoned(
     logs: Logs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(scheduler_module, "CANCEL_GRACE_S", 0.05)
+    monkeypatch.setattr(shutdown_module, "CANCEL_GRACE_S", 0.05)
     stop = asyncio.Event()
     scheduler = Scheduler(drain_timeout=0.01)
     await scheduler.start()
@@ -453,7 +453,7 @@ async def test_a_hung_async_callback_is_cancelled_at_shutdown(logs: Logs) -> Non
 async def test_a_callback_that_will_not_stop_is_reported_abandoned(
     logs: Logs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(scheduler_module, "CANCEL_GRACE_S", 0.05)
+    monkeypatch.setattr(shutdown_module, "CANCEL_GRACE_S", 0.05)
     stop = asyncio.Event()
     scheduler = Scheduler(drain_timeout=0.01)
     await scheduler.start()

@@ -35,7 +35,8 @@ from ._middleware import BackgroundMiddleware, queue_full_response
 from ._offloader import Offloader
 from ._outbox import DeadLetter, Outbox
 from ._registry import current_job_id, offloadable
-from ._scheduler import PendingAtShutdown, Scheduler
+from ._scheduler import Scheduler
+from ._shutdown import PendingAtShutdown
 from ._types import RunIf, StartPolicy
 
 __version__ = "0.1.0"

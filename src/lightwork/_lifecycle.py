@@ -1,7 +1,7 @@
 """A task's life once started: its clock and deadlines, its steps, its end, its callbacks.
 
-``Lifecycle`` is the part of the scheduler that every task goes through on the loop; the
-``Scheduler`` adds what decides when tasks start (admission) and when they stop (shutdown).
+``Lifecycle`` is the part of the scheduler that every task goes through on the loop;
+``Shutdown`` adds how tasks stop when the app does, and the ``Scheduler`` when they start.
 """
 
 from __future__ import annotations

@@ -1,0 +1,121 @@
+"""Shutdown: drain the running tasks, settle the queued ones, cancel and report what is left.
+
+``Shutdown`` is the part of the scheduler that runs once, in ``aclose()``, on top of the
+``Lifecycle`` every task goes through; the ``Scheduler`` adds admission and the public face.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
+
+from . import _logging as log
+from ._lifecycle import Lifecycle
+from ._reporting import report_abandoned, report_abandoned_callback
+
+if TYPE_CHECKING:
+    from ._handle import TaskHandle
+    from ._offloader import Offloader
+    from ._watchdog import LoopWatchdog
+
+CANCEL_GRACE_S: Final = 1.0
+"""How long shutdown waits for cancelled tasks to unwind before reporting them abandoned."""
+
+PendingAtShutdown: TypeAlias = Literal["run", "drop", "spill"]
+"""What shutdown does with queued tasks that have not started: ``"run"`` them as slots
+free up, until ``drain_timeout``; ``"drop"`` them (each logged as dropped); or ``"spill"``
+them to the offload bridge (tasks of ``@offloadable`` functions; the rest are dropped)."""
+
+
+class Shutdown(Lifecycle):
+    """Draining and closing a scheduler; mixed into ``Scheduler``."""
+
+    _phase: str
+    _handed_over: set[TaskHandle[Any]]
+    drain_timeout: float
+    shield_timeout: float
+    pending_at_shutdown: PendingAtShutdown
+    watchdog: LoopWatchdog | None
+    offloader: Offloader
+
+    def counts(self) -> dict[str, int]:
+        raise NotImplementedError
+
+    def _offload_instead(self, handle: TaskHandle[Any], reason: str) -> bool:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Stop accepting tasks, wait up to ``drain_timeout`` for running ones, cancel the rest.
+
+        Queued tasks run as slots free up, are dropped, or are spilled to the offload bridge
+        (``pending_at_shutdown``); those still queued at the drain deadline are dropped.
+        Every task still running then is cancelled (``reason="shutdown"``), but for
+        ``shield=True`` ones, which get until ``shield_timeout``. A task that does not unwind
+        within a second of its cancellation is logged as ``background_task_abandoned``.
+        Ends with one ``background_scheduler_closed`` event that counts each terminal state.
+        """
+        if self._phase in ("idle", "closed"):
+            self._phase = "closed"
+            await self.offloader.aclose()
+            return
+        self._phase = "closing"
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        if self.pending_at_shutdown == "drop":
+            self._drop_queued("shutdown began (pending_at_shutdown='drop')")
+        elif self.pending_at_shutdown == "spill":
+            self._spill_queued()
+        await self._wait_all(began + self.drain_timeout)
+        self._drop_queued("the shutdown's drain deadline passed before it could start")
+        self._cancel_running("shutdown", keep_shielded=True)
+        if any(h.shield for h in self._running):  # until their own deadline
+            await self._wait_all(began + self.shield_timeout, shielded_only=True)
+            self._cancel_running("shutdown", keep_shielded=False)
+        await self._wait_all(loop.time() + CANCEL_GRACE_S)
+        for handle in self._running:
+            report_abandoned(handle)
+        for callback in self._callbacks:
+            report_abandoned_callback(callback.get_name())
+        self._phase = "closed"
+        if self.watchdog is not None:
+            self.watchdog.stop()
+        await self.offloader.aclose()  # after the drain: it delivered or kept every hand-off
+        log.logger.info(log.SCHEDULER_CLOSED, **self.counts())
+
+    def _spill_queued(self) -> None:
+        if self._admission is not None:
+            reason = "shutdown began (pending_at_shutdown='spill')"
+            for handle in list(self._admission.queue):
+                if not self._offload_instead(handle, reason):
+                    self._drop(handle, f"{reason}; not an @offloadable function's task")
+
+    def _drop_queued(self, reason: str) -> None:
+        if self._admission is not None:
+            for handle in list(self._admission.queue):
+                self._drop(handle, reason)
+
+    def _cancel_running(self, reason: str, *, keep_shielded: bool) -> None:
+        for handle in list(self._running):
+            if not (keep_shielded and handle.shield):
+                self._cancel(handle, reason)
+        if not keep_shielded or not any(h.shield for h in self._running):
+            for callback in self._callbacks:
+                callback.cancel()
+
+    async def _wait_all(self, deadline: float, *, shielded_only: bool = False) -> None:
+        loop = asyncio.get_running_loop()
+        while True:  # async callbacks may add work while we wait: look again until none is left
+            pending = {
+                h._task for h in self._running if h._task and (h.shield or not shielded_only)
+            }
+            if not shielded_only:
+                pending |= self._callbacks
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            if self._handed_over and not shielded_only:
+                await asyncio.sleep(0)  # let the tasks handed over by other threads start
+            elif pending:
+                await asyncio.wait(pending, timeout=remaining)
+            else:
+                return
