@@ -415,4 +415,4 @@ async def test_a_job_looked_up_by_id_while_it_is_being_handed_over_is_submitting
         assert await found.status() is JobStatus.SUBMITTING  # not "unknown" to the engine yet
         background._release(200, None)
         await wait_for_status(found, JobStatus.QUEUED)
-        assert scheduler.offloader._handing_over == {}
+        assert scheduler.offloader._courier.handing_over == {}

@@ -33,6 +33,7 @@ class Engine(MemoryBackend):
         super().__init__(run=True)
         self.attempts = 0
         self.hang = False
+        self.latency = 0.0
         self.refuse = False
         self._destination = destination
 
@@ -44,6 +45,7 @@ class Engine(MemoryBackend):
         self.attempts += 1
         if self.hang:
             await asyncio.Event().wait()
+        await asyncio.sleep(self.latency)
         if self.refuse:
             raise lightwork.BackendError("the engine refuses this job for good")
         await super().submit(submission)
@@ -138,6 +140,26 @@ async def test_a_slow_engine_counts_as_down_after_the_call_timeout(
         assert "did not take job 'add' within 0.05s" in deferred["reason"]
         engine.hang = False
         assert await ref.result(timeout=5) == 1
+
+
+async def test_a_hand_off_waits_on_a_slow_engine_past_the_scheduler_s_timeout_unreported(
+    lightwork_tasks: TaskRecorder, logs: Logs
+) -> None:
+    """Only the call timeout bounds a hand-off: the scheduler's task timeout and slow-task
+    warning are for the app's own tasks, and waiting on an engine is no misuse of the loop."""
+    engine = Engine()
+    engine.latency = 0.2
+    offloader = Offloader(engine, outbox=None, call_timeout=2)
+    async with Scheduler(offload=offloader, timeout=0.05, slow_threshold=0.02) as scheduler:
+        ref = scheduler.offload(jobs.add, 1)
+        await lightwork_tasks.join()
+        assert await ref.result(timeout=5) == 1
+    [hand_off] = lightwork_tasks.tasks
+    assert hand_off.state is lightwork.TaskState.COMPLETED
+    assert hand_off.duration is not None
+    assert hand_off.duration >= 0.2
+    assert not events(logs, "background_task_slow")
+    assert not events(logs, "background_task_timed_out")
 
 
 async def test_right_after_a_failure_new_jobs_go_straight_to_the_outbox(

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 from . import _offload_log as events
 from ._backend import Submission
+from ._definitions import task
 from ._exceptions import BackendError, BackendTimeoutError, BackendUnavailableError, OffloadError
 from ._logging import debug_enabled, logger
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable
 
     from ._backend import OffloadBackend
+    from ._handle import TaskHandle
     from ._outbox import Outbox, PendingJob
 
 T = TypeVar("T")
@@ -41,6 +43,8 @@ class Courier:
         self.closed = False
         self.outbox_has_jobs = False
         self.counts = {"enqueued": 0, "deferred": 0, "failed": 0}
+        self.handing_over: dict[str, TaskHandle[Any]] = {}
+        """Job id -> its hand-off while it runs, so that a ``JobRef`` says "submitting"."""
         self._debug = False  # whether to log offload_enqueued: asked when binding
         self._loop: asyncio.AbstractEventLoop | None = None
         self._round_timer: asyncio.TimerHandle | None = None
@@ -88,6 +92,9 @@ class Courier:
 
     # -- handing over -------------------------------------------------------------------------
 
+    # No timeout: each call in it has the call timeout. No slow warning: waiting on a slow
+    # engine is no misuse of the loop. Defined once here, not checked at every offload().
+    @task(timeout=None, slow_threshold=None)
     async def deliver(self, job: PendingJob) -> Delivery:
         """The background task behind each ``offload()``: it never raises but to be cancelled."""
         try:
@@ -119,6 +126,8 @@ class Courier:
                 self.outbox.put_blocking(self.destination, job, "cancelled at shutdown")
                 self._log_deferred(job, "cancelled at shutdown", None)
             raise
+        finally:
+            self.handing_over.pop(job.job_id, None)
 
     def _keep_after_close(self, job: PendingJob) -> Delivery:
         reason = "offloaded after the offloader closed"

@@ -115,7 +115,6 @@ class Offloader:
         self.call_timeout = call_timeout
         self._destination = backend.destination
         self._courier = Courier(backend, outbox, call_timeout)
-        self._handing_over: dict[str, TaskHandle[Any]] = {}  # job id -> its running hand-off
 
     def __repr__(self) -> str:
         counts = " ".join(f"{k}={v}" for k, v in self._courier.counts.items())
@@ -191,24 +190,19 @@ class Offloader:
         # hand-off task binds the offloader to the scheduler's loop when it runs.
         job_id = job.job_id
 
-        def forget(_: object) -> None:
-            self._handing_over.pop(job_id, None)
+        def forget(_: object) -> None:  # a hand-off that never ran; one that did forgets itself
+            self._courier.handing_over.pop(job_id, None)
 
         delivery = source.add_task(
-            self._courier.deliver(job),
-            name=f"offload {job.name}",
-            timeout=None,  # each call in it has the call timeout
-            slow_threshold=None,  # waiting on a slow engine is no misuse of the loop
-            on_complete=forget,
-            on_error=forget,
+            self._courier.deliver(job), name=f"offload {job.name}", on_error=forget
         )
         if not delivery.done():  # so that job(job_id) says "submitting", not "unknown"
-            self._handing_over[job_id] = delivery
+            self._courier.handing_over[job_id] = delivery
         return JobRef(self, job.name, job_id, delivery)
 
     def job(self, job_id: str, name: str = "") -> JobRef[Any]:
         """Return a ref to a job offloaded earlier (in another request, or before a restart)."""
-        return JobRef(self, name, job_id, self._handing_over.get(job_id))
+        return JobRef(self, name, job_id, self._courier.handing_over.get(job_id))
 
     def _prepare(
         self,
