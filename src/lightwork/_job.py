@@ -82,7 +82,7 @@ class JobRef(Generic[T]):
     __slots__ = ("_delivery", "_offloader", "job_id", "name")
 
     job_id: str
-    """The job's id at the engine: given as ``job_id=``, or generated (a UUID4 hex)."""
+    """The job's id at the engine: given as ``job_id=``, or generated: 32 random hex digits."""
     name: str
     """The job's registered name (empty for a ref rebuilt from its id alone)."""
 
