@@ -24,14 +24,18 @@ _NO_CONTEXT: Final = contextvars.Context()
 RESOLUTION_S: Final = 0.005
 """How late a deadline may fire, at most, on an event loop that is not busy."""
 
+SLACK: Final = 32
+"""How many disarmed handles a bucket may hold, whatever its size, before it is compacted."""
+
 
 class Bucket(list["TaskHandle[Any]"]):
     """The handles whose deadline falls in one slice of time, keyed by its end.
 
     A handle is in the bucket while its ``_deadline`` is that bucket. A list, not a set:
     8 bytes a task instead of 50 to 100. Disarming leaves the handle in place and counts it
-    out; the bucket is emptied once none is armed and compacted once most are not, so it
-    never holds on to more ended tasks than armed ones.
+    out; the bucket is emptied once none is armed, and compacted once it holds more ended
+    tasks than armed ones and than ``SLACK``: a burst of tasks that end together costs no
+    compaction, and a long task never keeps many short ones alive.
     """
 
     __slots__ = ("armed", "key")
@@ -89,7 +93,7 @@ class Deadlines:
                 if self._buckets.get(bucket.key) is bucket:
                     del self._buckets[bucket.key]
                 bucket.clear()
-            elif armed * 2 < len(bucket):
+            elif (held := len(bucket)) > 2 * armed and held > armed + SLACK:
                 bucket.compact()
 
     def close(self) -> None:
