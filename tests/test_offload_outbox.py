@@ -45,7 +45,8 @@ class Engine(MemoryBackend):
         self.attempts += 1
         if self.hang:
             await asyncio.Event().wait()
-        await asyncio.sleep(self.latency)
+        if self.latency:  # only when asked: the other tests' engine takes a job without a pause
+            await asyncio.sleep(self.latency)
         if self.refuse:
             raise lightwork.BackendError("the engine refuses this job for good")
         await super().submit(submission)
