@@ -36,6 +36,10 @@ async def double(x: int) -> int:
     return 2 * x
 
 
+async def ping(answer: str) -> str:
+    return answer
+
+
 async def fail(message: str) -> None:
     await asyncio.sleep(0)
     raise ValueError(message)
@@ -55,6 +59,25 @@ async def test_a_task_runs_detached_and_its_handle_gives_the_result(
     assert completed["task_id"] == handle.id
     assert completed["log_level"] == "debug"
     assert completed["duration_ms"] >= 0
+
+
+@pytest.mark.skipif(
+    not hasattr(asyncio, "eager_task_factory"), reason="eager tasks came with Python 3.12"
+)
+async def test_tasks_end_once_under_an_eager_task_factory() -> None:
+    loop = asyncio.get_running_loop()
+    loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined,unused-ignore]
+    try:
+        async with Scheduler(drain_timeout=1) as scheduler:
+            at_once = scheduler.add_task(ping, "at once")  # ends inside create_task
+            later = scheduler.add_task(double, 4)  # waits once, then ends on the loop
+            assert at_once.state is TaskState.COMPLETED
+            assert await asyncio.wait_for(at_once, 1) == "at once"
+            assert await asyncio.wait_for(later, 1) == 8
+            assert scheduler.running == 0
+            assert scheduler.counts()["completed"] == 2
+    finally:
+        loop.set_task_factory(None)
 
 
 async def test_a_handle_awaited_by_many_wakes_them_all_and_a_cancelled_awaiter_harms_none(

@@ -19,7 +19,6 @@ from ._admission import OVERFLOW_POLICIES, Admission, Overflow, check_limit
 from ._deadlines import Deadlines
 from ._exceptions import (
     BackgroundQueueFull,
-    LightworkError,
     SchedulerClosedError,
     TaskOffloadedError,
 )
@@ -373,7 +372,7 @@ class Scheduler(TaskSource, Shutdown):
         self._offloading = True
         try:
             ref = self.offloader._offload(self, fn, args, kwargs)
-        except LightworkError as exc:  # e.g. arguments that JSON cannot carry
+        except Exception as exc:  # noqa: BLE001 -- e.g. arguments that JSON cannot carry
             log.logger.warning(log.TASK_OFFLOAD_REFUSED, **task_fields(handle), reason=str(exc))
             return False
         finally:
@@ -400,12 +399,14 @@ class Scheduler(TaskSource, Shutdown):
         assert loop is not None
         coro, handle._coro = handle._coro, None
         assert coro is not None
-        context = handle._context
-        # Timed from its first step, so that a burst's wait for the loop does not count.
-        task = loop.create_task(TimedCoroutine(coro, handle), name=handle.name, context=context)
-        handle._task = task
         handle.state = RUNNING
         self._running.add(handle)
+        # Timed from its first step, so that a burst's wait for the loop does not count.
+        task = loop.create_task(
+            TimedCoroutine(coro, handle), name=handle.name, context=handle._context
+        )
+        if handle.state is RUNNING:  # an eager task factory (3.12+) may have ended it already
+            handle._task = task
 
     def _loop_for_waiting(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
