@@ -6,6 +6,7 @@ about lightwork's own behaviour; the real engines have their own test modules.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import math
 import pickle
@@ -416,3 +417,70 @@ async def test_a_job_looked_up_by_id_while_it_is_being_handed_over_is_submitting
         background._release(200, None)
         await wait_for_status(found, JobStatus.QUEUED)
         assert scheduler.offloader._courier.handing_over == {}
+
+
+async def test_a_task_whose_arguments_misfit_its_job_is_dropped_not_stuck_at_overflow_or_spill(
+    logs: Logs,
+) -> None:
+    # add(a, b=0) called with three arguments: fails as a task, and the bridge refuses it.
+    blocker = asyncio.Event()
+    scheduler = Scheduler(
+        max_concurrency=1, max_pending=1, overflow="offload", pending_at_shutdown="spill",
+        offload=Offloader(MemoryBackend(), outbox=None), drain_timeout=1,
+    )  # fmt: skip
+    await scheduler.start()
+    scheduler.add_task(blocker.wait)
+    queued = scheduler.add_task(jobs.add, 1, 2, 3)  # type: ignore[call-overload]
+    with pytest.raises(lightwork.BackgroundQueueFull):
+        scheduler.add_task(jobs.add, 4, 5, 6)  # type: ignore[call-overload]
+    blocker.set()
+    await scheduler.aclose()  # spills the queued one: refused too
+    assert queued.state is lightwork.TaskState.DROPPED
+    refused = events(logs, "background_task_offload_refused")
+    assert [e["reason"] for e in refused] == ["offload('add'): too many positional arguments"] * 2
+    [dropped_at_overflow, dropped_at_spill] = events(logs, "background_task_dropped")
+    assert "the queue is full" in dropped_at_overflow["reason"]
+    assert dropped_at_spill["reason"].endswith("; the offload bridge refused it")
+    assert scheduler.counts()["dropped"] == 2
+
+
+class Refusing(MemoryBackend):
+    """An engine that refuses every job for good until told otherwise."""
+
+    refuse = True
+
+    async def submit(self, submission: lightwork.backends.Submission) -> None:
+        if self.refuse:
+            raise lightwork.BackendError("the engine refuses this job for good")
+        await super().submit(submission)
+
+
+async def test_a_ref_whose_dead_letter_was_retried_tells_what_the_engine_says(
+    tmp_path: Any, lightwork_tasks: TaskRecorder
+) -> None:
+    backend = Refusing(run=True)
+    offloader = Offloader(backend, outbox=tmp_path / "outbox.db")
+    async with Scheduler(offload=offloader) as scheduler, offloader:
+        ref = scheduler.offload(jobs.add, 1, 2)
+        await lightwork_tasks.join()
+        undelivered = await ref.snapshot()
+        assert undelivered.status is JobStatus.UNDELIVERED
+        assert undelivered.error == "the engine refuses this job for good"  # the dead letter's
+        with pytest.raises(lightwork.JobFailedError, match="refuses this job for good"):
+            await ref.result()
+        backend.refuse = False
+        assert await offloader.retry_dead_letters() == 1
+        assert await ref.result(timeout=5) == 3  # the original ref, not only a fresh one
+        assert await ref.status() is JobStatus.COMPLETED
+
+
+async def test_a_hand_off_that_failed_without_an_outbox_is_undelivered_and_says_where_to_look(
+    lightwork_tasks: TaskRecorder,
+) -> None:
+    async with Scheduler(offload=Offloader(Refusing(run=True), outbox=None)) as scheduler:
+        ref = scheduler.offload(jobs.add, 1)
+        await lightwork_tasks.join()
+        snapshot = await ref.snapshot()
+        assert snapshot.status is JobStatus.UNDELIVERED
+        assert snapshot.error is not None
+        assert "offload_failed" in snapshot.error

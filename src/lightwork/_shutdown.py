@@ -87,7 +87,12 @@ class Shutdown(Lifecycle):
             reason = "shutdown began (pending_at_shutdown='spill')"
             for handle in list(self._admission.queue):
                 if not self._offload_instead(handle, reason):
-                    self._drop(handle, f"{reason}; not an @offloadable function's task")
+                    why = (
+                        "the offload bridge refused it"  # and said why, in a warning
+                        if handle._job is not None
+                        else "not an @offloadable function's task"
+                    )
+                    self._drop(handle, f"{reason}; {why}")
 
     def _drop_queued(self, reason: str) -> None:
         if self._admission is not None:
