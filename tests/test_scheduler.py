@@ -177,6 +177,27 @@ async def test_a_task_that_blocks_past_the_threshold_in_one_step_is_reported_onc
     assert len(events(logs, "background_task_slow")) == 1
 
 
+async def test_a_blocking_step_is_reported_and_again_each_time_a_longer_one_follows(
+    scheduler: Scheduler, logs: Logs
+) -> None:
+    def spin(seconds: float) -> None:
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            pass
+
+    async def compute() -> None:
+        for seconds in (0.025, 0.15, 0.03):  # the last is past the threshold, not the longest
+            spin(seconds)
+            await asyncio.sleep(0)
+
+    handle = scheduler.add_task(compute(), block_threshold=0.02, slow_threshold=None)
+    await handle
+    reported = [e["blocked_ms"] for e in events(logs, "background_task_blocking")]
+    assert len(reported) == 2
+    assert 25 <= reported[0] < reported[1] == round(handle.longest_step * 1000, 1)
+    assert scheduler.stats()["totals"]["blocking"] == 1  # tasks, not warnings
+
+
 async def test_a_fast_task_is_not_reported_slow(scheduler: Scheduler, logs: Logs) -> None:
     await scheduler.add_task(double, 1)
     assert events(logs, "background_task_slow") == []

@@ -94,9 +94,11 @@ class Lifecycle:
             self._deadlines.arm(handle, handle._started_at + delay)
 
     def _on_longest_step(self, handle: TaskHandle[Any], step: float) -> None:
+        """Report a step that is the task's longest yet, if it held the loop past the threshold."""
         threshold = handle.block_threshold
-        if threshold is not None and step >= threshold > handle.longest_step:
-            self._stats.warned(handle.name, log.TASK_BLOCKING)
+        if threshold is not None and step >= threshold:
+            if handle.longest_step < threshold:  # counted once per task, reported per longer step
+                self._stats.warned(handle.name, log.TASK_BLOCKING)
             report_blocking(handle, step, threshold)
         handle.longest_step = step
 
