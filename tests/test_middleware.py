@@ -359,6 +359,47 @@ def test_a_test_client_without_lifespan_still_runs_tasks_on_each_requests_loop(
     assert [e["lifespan"] for e in events(logs, "background_scheduler_started")] == [False, False]
 
 
+def test_a_sync_endpoint_without_lifespan_starts_its_tasks_on_its_requests_loop(
+    logs: Logs, lightwork_tasks: TaskRecorder
+) -> None:
+    async def ping() -> str:
+        return "pong"
+
+    def add_from_a_thread(request: Request) -> Response:
+        lightwork.get_background(request).add_task(ping)  # starts at once: from this thread
+        return PlainTextResponse("ok")
+
+    async def add_on_the_loop(request: Request) -> Response:
+        lightwork.get_background(request).add_task(ping)
+        return PlainTextResponse("ok")
+
+    app = make_app(
+        Route("/sync", add_from_a_thread), Route("/async", add_on_the_loop), start="immediately"
+    )
+    client = TestClient(app)  # no `with`: no lifespan, a new event loop for every request
+    for path in ("/sync", "/async", "/sync"):  # the scheduler's loop closes after each one
+        assert client.get(path).status_code == 200
+    assert lightwork_tasks.names(TaskState.COMPLETED) == ["ping", "ping", "ping"]
+    assert len(events(logs, "background_scheduler_started")) == 3
+
+
+def test_a_dropped_tasks_async_on_error_runs_though_no_task_started_the_scheduler() -> None:
+    seen: list[str] = []
+
+    async def note(error: BaseException) -> None:
+        seen.append(type(error).__name__)
+
+    async def endpoint(request: Request) -> Response:
+        lightwork.get_background(request).add_task(
+            asyncio.sleep(0), run_if="success", on_error=note
+        )
+        return PlainTextResponse("no", status_code=400)
+
+    client = TestClient(make_app(Route("/", endpoint)))  # no lifespan: nothing bound a loop
+    assert client.get("/").status_code == 400
+    assert seen == ["TaskDroppedError"]
+
+
 def test_tasks_log_with_their_requests_context_and_their_own_name(
     logs: Logs, lightwork_tasks: TaskRecorder
 ) -> None:

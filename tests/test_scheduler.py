@@ -323,6 +323,21 @@ async def test_tasks_can_be_added_from_another_thread(scheduler: Scheduler) -> N
     assert await handle == 10
 
 
+def test_a_thread_adding_to_a_scheduler_that_is_not_running_hears_so(logs: Logs) -> None:
+    errors: list[BaseException] = []
+
+    async def note(error: BaseException) -> None:
+        errors.append(error)  # never: no event loop in this thread to await it on
+
+    scheduler = Scheduler()
+    with pytest.raises(lightwork.SchedulerClosedError, match="start it first"):
+        scheduler.add_task(asyncio.sleep(0), on_error=note)
+    assert scheduler.counts()["dropped"] == 1
+    [failed] = events(logs, "background_callback_failed")
+    assert "needs the event loop's thread" in str(failed["exc_info"])
+    assert errors == []
+
+
 async def test_shutdown_drains_then_cancels_what_is_still_running(logs: Logs) -> None:
     scheduler = Scheduler(drain_timeout=0.1)
     await scheduler.start()

@@ -263,8 +263,16 @@ class Lifecycle:
                 self._on_longest_step(handle, step)
         if result is None or not inspect.isawaitable(result):  # None: most callbacks
             return None
-        assert self._loop is not None
-        awaiting = self._loop.create_task(
+        try:  # the loop the task ended on: the scheduler's, or one it has not bound to yet
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a task dropped in another thread: no loop here to await it on
+            if inspect.iscoroutine(result):
+                result.close()
+            report_callback_error(
+                handle, callback, RuntimeError("an async callback needs the event loop's thread")
+            )
+            return None
+        awaiting = loop.create_task(
             self._await_callback(handle, callback, result), name=f"{handle.name} callback"
         )
         self._callbacks.add(awaiting)

@@ -13,6 +13,7 @@ import math
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, get_args
 
 import anyio
+import anyio.from_thread
 
 from . import _logging as log
 from ._admission import OVERFLOW_POLICIES, Admission, Overflow, check_limit
@@ -268,16 +269,8 @@ class Scheduler(TaskSource, Shutdown):
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            self._handed_over.add(handle)  # first, so that a shutdown from now on waits for it
-            if self._phase == "running" and self._loop is not None:
-                self._loop.call_soon_threadsafe(self._start, handle)
-                return
-            self._handed_over.discard(handle)
-            self._drop(handle, f"scheduler {self._phase}, added from a thread")
-            raise SchedulerClosedError(
-                "the lightwork scheduler is not running: start it first (the app's lifespan "
-                "does, or `async with scheduler`)"
-            ) from None
+            self._accept_from_thread(handle, may_raise)
+            return
         if loop is self._loop and (self._phase == "running" or self._offloading):
             self._start(handle, may_raise)
         elif self._phase != "closing" and self._fresh_loop(loop):
@@ -289,6 +282,37 @@ class Scheduler(TaskSource, Shutdown):
         else:
             self._drop(handle, f"scheduler {self._phase}")
             self._check_open()
+
+    def _accept_from_thread(self, handle: TaskHandle[Any], may_raise: bool) -> None:
+        loop = self._loop
+        if self._phase == "running" and loop is not None and loop.is_running():
+            self._handed_over.add(handle)  # first, so that a shutdown from now on waits for it
+            try:
+                loop.call_soon_threadsafe(self._start, handle)
+            except RuntimeError:  # the loop closed meanwhile
+                self._handed_over.discard(handle)
+            else:
+                return
+        # Not running on a live loop: a worker thread of an event loop (a sync endpoint's,
+        # with no lifespan to start the scheduler) has it accepted there, as the loop would.
+        try:
+            error = anyio.from_thread.run_sync(self._accept_here, handle, may_raise)
+        except RuntimeError:  # no event loop behind this thread, or it has finished
+            self._drop(handle, f"scheduler {self._phase}, added from a thread")
+            raise SchedulerClosedError(
+                "the lightwork scheduler is not running: start it first (the app's lifespan "
+                "does, or `async with scheduler`)"
+            ) from None
+        if error is not None:
+            raise error
+
+    def _accept_here(self, handle: TaskHandle[Any], may_raise: bool) -> Exception | None:
+        """Accept *handle* on the loop for a thread, handing back what that raised."""
+        try:
+            self._accept(handle, may_raise=may_raise)
+        except Exception as exc:  # noqa: BLE001 -- raised again in the thread that added it
+            return exc
+        return None
 
     def _start_on_first_use(self, loop: asyncio.AbstractEventLoop) -> None:
         self._bind(loop)
