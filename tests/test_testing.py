@@ -77,3 +77,19 @@ async def test_waiting_too_long_names_the_unfinished_tasks() -> None:
             with pytest.raises(TimeoutError, match="forever"):
                 recorder.wait(timeout=0.01)
     assert "tasks=1 unfinished=0" in repr(recorder)
+
+
+async def test_a_task_added_before_recording_does_not_end_the_wait_for_recorded_ones() -> None:
+    leftover_may_end, recorded_may_end = asyncio.Event(), asyncio.Event()
+    async with Scheduler() as scheduler:
+        leftover = scheduler.add_task(leftover_may_end.wait(), name="leftover")
+        with TaskRecorder() as recorder:
+            leftover_may_end.set()
+            await leftover  # it ends while recording, but was never recorded
+            recorded = scheduler.add_task(recorded_may_end.wait(), name="recorded")
+            with pytest.raises(TimeoutError, match="recorded"):
+                await recorder.join(timeout=0.05)
+            recorded_may_end.set()
+            await recorder.join()
+            assert recorded.state is TaskState.COMPLETED
+            assert recorder.names() == ["recorded"]

@@ -37,12 +37,13 @@ class TaskRecorder:
     def __init__(self) -> None:
         self.tasks: list[TaskHandle[Any]] = []
         """Every task added while recording, in the order they were added."""
-        self._unfinished = 0
+        # The recorded tasks not ended yet: a task added before recording began is not one.
+        self._unfinished: set[TaskHandle[Any]] = set()
         self._changed = threading.Condition()
         self._joining: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
 
     def __repr__(self) -> str:
-        return f"<TaskRecorder tasks={len(self.tasks)} unfinished={self._unfinished}>"
+        return f"<TaskRecorder tasks={len(self.tasks)} unfinished={len(self._unfinished)}>"
 
     def __enter__(self) -> TaskRecorder:
         observers.append(self)
@@ -60,7 +61,7 @@ class TaskRecorder:
         """Note a new task (called by the scheduler)."""
         with self._changed:
             self.tasks.append(handle)
-            self._unfinished += 1
+            self._unfinished.add(handle)
 
     def task_started(self, handle: TaskHandle[Any], /) -> None:
         """Note that a task began running (called by the scheduler)."""
@@ -68,7 +69,9 @@ class TaskRecorder:
     def task_ended(self, handle: TaskHandle[Any], /) -> None:
         """Note a task's end (called by the scheduler)."""
         with self._changed:
-            self._unfinished -= 1
+            if handle not in self._unfinished:
+                return
+            self._unfinished.discard(handle)
             self._changed.notify_all()
             for loop, ended in self._joining:
                 loop.call_soon_threadsafe(ended.set)
@@ -90,7 +93,7 @@ class TaskRecorder:
             TimeoutError: some task is still pending or running after *timeout* seconds.
         """
         with self._changed:
-            if not self._changed.wait_for(lambda: self._unfinished == 0, timeout):
+            if not self._changed.wait_for(lambda: not self._unfinished, timeout):
                 raise TimeoutError(self._still_running(timeout))
 
     async def join(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109 -- bounded by default
