@@ -9,13 +9,12 @@ import reprlib
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, overload
 
-import anyio.to_thread
-
 from ._definitions import facts_of, facts_of_coroutine, name_of
 from ._handle import TaskHandle
 from ._lifecycle import observers
 from ._options import NO_OPTIONS, OPTION_CHECKS, UNSET, TaskOptions, _Unset
 from ._registry import is_offloadable
+from ._threads import run_in_worker_thread
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Coroutine, Mapping
@@ -340,11 +339,8 @@ async def _run_inline(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dic
 async def _run_in_thread(
     scheduler: Scheduler, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
-    result = await anyio.to_thread.run_sync(
-        functools.partial(fn, *args, **kwargs),
-        limiter=scheduler._thread_limiter(),
-        abandon_on_cancel=True,  # a thread cannot be stopped: on timeout, stop waiting for it
-    )
+    call = functools.partial(fn, *args, **kwargs)
+    result = await run_in_worker_thread(call, scheduler._thread_limiter())
     if inspect.iscoroutine(result):
         result.close()
         raise TypeError(

@@ -1,17 +1,100 @@
-"""A thread of one's own for a blocking client that is not thread-safe (Celery's, sqlite3's)."""
+"""lightwork's threads: for sync tasks, and a thread of one's own for a blocking client.
+
+Sync tasks run in anyio's worker threads, each holding a slot until its function returns; the
+dedicated thread serves a client that is not thread-safe (Celery's, sqlite3's).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import math
+import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Final, ParamSpec, TypeVar
+
+import anyio
+import anyio.to_thread
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+_UNLIMITED: Final = anyio.CapacityLimiter(math.inf)
+"""What ``run_sync`` borrows from, as it must borrow from one: the real limit is the slot."""
+
+
+async def run_in_worker_thread(fn: Callable[[], T], limiter: anyio.CapacityLimiter) -> T:
+    """Run ``fn()`` in a worker thread once one of *limiter*'s tokens is free; return its result.
+
+    The token is held from before ``fn`` starts until it returns, even after its caller stops
+    waiting (a timeout, a cancellation): a thread cannot be stopped, so it keeps its slot, and
+    a hung call cannot make room for more. A caller that stops waiting for its turn leaves at
+    once, and ``fn`` never runs.
+    """
+    slot = _ThreadSlot(limiter, asyncio.get_running_loop())
+    await limiter.acquire_on_behalf_of(slot)
+    try:
+        return await anyio.to_thread.run_sync(
+            slot.call,
+            fn,
+            limiter=_UNLIMITED,
+            abandon_on_cancel=True,  # a thread cannot be stopped: on timeout, stop waiting for it
+        )
+    finally:
+        slot.leave()
+
+
+class _ThreadSlot:
+    """One token of a limiter, handed back once by whichever sees the end of the call last.
+
+    The caller hands it back if ``fn`` returned or never started; if the caller stopped
+    waiting while ``fn`` ran, the thread does, through the loop, when ``fn`` returns.
+    """
+
+    __slots__ = ("_left", "_limiter", "_lock", "_loop", "_running")
+
+    def __init__(self, limiter: anyio.CapacityLimiter, loop: asyncio.AbstractEventLoop) -> None:
+        self._limiter = limiter
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._running = False
+        self._left = False
+
+    def __repr__(self) -> str:
+        state = "running" if self._running else "starting"
+        return f"<_ThreadSlot {state}{', abandoned' if self._left else ''}>"
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` in the worker thread, unless the caller has already left."""
+        with self._lock:
+            if self._left:  # its caller is gone, and what this raises with it
+                raise asyncio.CancelledError
+            self._running = True
+        try:
+            return fn()
+        finally:
+            self._returned()
+
+    def _returned(self) -> None:
+        """In the thread, once ``fn`` returns: hand the token back if the caller has left."""
+        with self._lock:
+            self._running = False
+            if not self._left:
+                return
+        with contextlib.suppress(RuntimeError):  # a closed loop: its limiter is gone with it
+            self._loop.call_soon_threadsafe(self._limiter.release_on_behalf_of, self)
+
+    def leave(self) -> None:
+        """Stop waiting, on the loop; hand the token back unless ``fn`` is still running."""
+        with self._lock:
+            self._left = True
+            running = self._running
+        if not running:
+            self._limiter.release_on_behalf_of(self)
 
 
 class DedicatedThread:
