@@ -13,14 +13,15 @@ from typing import Any
 import httpx2
 import pytest
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.testclient import TestClient
-from starlette.types import Message
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 import lightwork
@@ -31,7 +32,7 @@ from tests.support import events
 Logs = list[MutableMapping[str, Any]]
 
 
-def make_app(*routes: Route | WebSocketRoute, **options: Any) -> Starlette:
+def make_app(*routes: BaseRoute, **options: Any) -> Starlette:
     return Starlette(routes=list(routes), middleware=[Middleware(BackgroundMiddleware, **options)])
 
 
@@ -163,6 +164,52 @@ def test_a_tasks_own_run_if_wins_over_the_middlewares(lightwork_tasks: TaskRecor
         client.get("/", params={"outcome": "raise", "always": "1"})
         lightwork_tasks.wait()
     assert [h.state for h in lightwork_tasks.tasks] == [TaskState.DROPPED, TaskState.COMPLETED]
+
+
+@pytest.mark.parametrize(
+    ("run_if", "path", "expected"),
+    [
+        ("no_exception", "/v1/raise", TaskState.DROPPED),
+        ("no_exception", "/v1/answer-500", TaskState.COMPLETED),
+        ("success", "/v1/answer-500", TaskState.DROPPED),
+        ("always", "/v1/raise", TaskState.COMPLETED),
+    ],
+)
+def test_a_mounted_app_that_answers_500_then_raises_counts_as_raising(
+    run_if: str, path: str, expected: TaskState, lightwork_tasks: TaskRecorder
+) -> None:
+    # The mounted app's own error middleware sends the 500, then raises again: the outer
+    # BackgroundMiddleware sees the whole response before it sees the exception.
+    async def endpoint(request: Request) -> Response:
+        lightwork.get_background(request).add_task(asyncio.sleep(0))
+        if request.url.path.endswith("raise"):
+            raise RuntimeError("handler bug")
+        return PlainTextResponse("a 500 of its own", status_code=500)
+
+    api = Starlette(routes=[Route("/raise", endpoint), Route("/answer-500", endpoint)])
+    app = make_app(Mount("/v1", app=api), run_if=run_if)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.get(path).status_code == 500
+        lightwork_tasks.wait()
+    assert [h.state for h in lightwork_tasks.tasks] == [expected]
+
+
+@pytest.mark.parametrize(("status", "expected"), [(200, "completed"), (404, "dropped")])
+def test_a_task_added_after_the_response_follows_run_if_too(
+    status: int, expected: str, lightwork_tasks: TaskRecorder
+) -> None:
+    async def endpoint(request: Request) -> Response:
+        background = lightwork.get_background(request)
+
+        def add_late() -> None:  # as a teardown does, once the response is sent
+            background.add_task(asyncio.sleep(0), run_if="success", name="late")
+
+        return PlainTextResponse("", status_code=status, background=BackgroundTask(add_late))
+
+    with TestClient(make_app(Route("/", endpoint))) as client:
+        assert client.get("/").status_code == status
+        lightwork_tasks.wait()
+    assert [(h.name, h.state.value) for h in lightwork_tasks.tasks] == [("late", expected)]
 
 
 def test_awaiting_a_dropped_task_raises_task_dropped(lightwork_tasks: TaskRecorder) -> None:
@@ -427,6 +474,42 @@ def test_tasks_log_with_their_requests_context_and_their_own_name(
         assert audit["task_id"] in {h.id for h in lightwork_tasks.tasks}
     assert {h.route for h in lightwork_tasks.tasks} == {"POST /users/ada"}
     assert "task" not in handled[0]  # the request itself is not a task
+
+
+@pytest.mark.parametrize("binder", ["outer BackgroundMiddleware", "app's own middleware"])
+def test_a_request_id_bound_around_the_middleware_is_kept(
+    binder: str, logs: Logs, lightwork_tasks: TaskRecorder
+) -> None:
+    import structlog  # noqa: PLC0415
+
+    async def endpoint(request: Request) -> Response:
+        structlog.get_logger("app").info("inner")
+        lightwork.get_background(request).add_task(asyncio.sleep(0))
+        return PlainTextResponse("ok")
+
+    class LogFirst:  # a pure ASGI middleware around the mounted app, which has its own
+        def __init__(self, app: ASGIApp) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == "http":
+                if binder == "app's own middleware":
+                    structlog.contextvars.bind_contextvars(request_id="app-1")
+                structlog.get_logger("app").info("outer")
+            await self.app(scope, receive, send)
+
+    outer = [Middleware(LogFirst)]
+    if binder == "outer BackgroundMiddleware":
+        outer.insert(0, Middleware(BackgroundMiddleware))
+    api = make_app(Route("/", endpoint))
+    with TestClient(Starlette(routes=[Mount("/api", app=api)], middleware=outer)) as client:
+        client.get("/api/")
+        lightwork_tasks.wait()
+    [outer_event], [inner_event] = events(logs, "outer"), events(logs, "inner")
+    assert inner_event["request_id"] == outer_event["request_id"]
+    if binder == "app's own middleware":
+        assert inner_event["request_id"] == "app-1"
+    assert [h.state for h in lightwork_tasks.tasks] == [TaskState.COMPLETED]
 
 
 def test_request_context_can_be_turned_off(logs: Logs, lightwork_tasks: TaskRecorder) -> None:

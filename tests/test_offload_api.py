@@ -320,7 +320,7 @@ async def test_cancel_before_the_hand_off_means_the_job_is_never_sent(
     background = lightwork.Background(scheduler, "no_exception", "GET /", released=False)
     ref = background.offload(jobs.add, 1)
     assert await ref.cancel() is True
-    background._release(200, None)
+    background._release(200, None, complete=True)
     await lightwork_tasks.join()
     assert backend.submissions == []
     assert await ref.status() is JobStatus.CANCELLED
@@ -414,7 +414,7 @@ async def test_a_job_looked_up_by_id_while_it_is_being_handed_over_is_submitting
         ref = background.offload(jobs.add, 1)
         found = scheduler.offloader.job(ref.job_id)
         assert await found.status() is JobStatus.SUBMITTING  # not "unknown" to the engine yet
-        background._release(200, None)
+        background._release(200, None, complete=True)
         await wait_for_status(found, JobStatus.QUEUED)
         assert scheduler.offloader._courier.handing_over == {}
 

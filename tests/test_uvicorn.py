@@ -6,19 +6,22 @@ import asyncio
 import http.client
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator, MutableMapping
+from typing import Any
 
 import pytest
 import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 import lightwork
 from lightwork import BackgroundMiddleware, TaskState
 from lightwork.testing import TaskRecorder
+from tests.http_server import serving
+from tests.support import events
 
 
 def build_app() -> Starlette:
@@ -85,3 +88,40 @@ def test_a_keep_alive_connection_is_not_held_up_by_an_earlier_requests_task(
     lightwork_tasks.wait()
     assert task.state is TaskState.COMPLETED
     assert task.result() == "released by the next request"
+
+
+def test_a_streamed_response_the_client_cuts_off_does_not_count_as_a_success(
+    lightwork_tasks: TaskRecorder, logs: list[MutableMapping[str, Any]]
+) -> None:
+    async def mark_export_delivered() -> str:
+        return "marked"
+
+    async def export(request: Request) -> Response:
+        lightwork.get_background(request).add_task(mark_export_delivered)
+
+        async def rows() -> AsyncIterator[str]:
+            for row in range(int(request.query_params["rows"])):
+                yield f"row {row}\n" * 100
+                await asyncio.sleep(0.01)
+
+        return StreamingResponse(rows())
+
+    app = Starlette(
+        routes=[Route("/export", export)],
+        middleware=[Middleware(BackgroundMiddleware, run_if="success")],
+    )
+    with serving(app) as url:
+        port = int(url.rpartition(":")[2])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+            client.sendall(b"GET /export?rows=1000 HTTP/1.1\r\nHost: test\r\n\r\n")
+            assert client.recv(4096)  # the first rows: then the client hangs up
+        lightwork_tasks.wait()
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection.request("GET", "/export?rows=3")
+        assert connection.getresponse().read().count(b"row") == 300
+        connection.close()
+        lightwork_tasks.wait()
+    cut_off, delivered = lightwork_tasks.tasks
+    assert (cut_off.state, delivered.state) == (TaskState.DROPPED, TaskState.COMPLETED)
+    [dropped] = events(logs, "background_task_dropped")
+    assert dropped["reason"] == "the response was cut off before its end (run_if='success')"

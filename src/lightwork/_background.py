@@ -33,7 +33,7 @@ class Background(TaskSource):
     """
 
     # One per request, so slotted; it holds the pending tasks, never the request.
-    __slots__ = ("__scheduler", "_pending", "_released", "_route", "_run_if")
+    __slots__ = ("__scheduler", "_outcome", "_pending", "_released", "_route", "_run_if")
 
     def __init__(self, scheduler: Scheduler, run_if: RunIf, route: str, *, released: bool) -> None:
         self.__scheduler = scheduler
@@ -41,6 +41,10 @@ class Background(TaskSource):
         self._route = route
         self._released = released
         self._pending: list[TaskHandle[Any]] | None = None  # made for a request's first task
+        # Once the response is over: its status, the name of the exception the app raised,
+        # and whether the response was sent in full. None while it runs, or if tasks start
+        # at once (no response to wait for).
+        self._outcome: tuple[int | None, str | None, bool] | None = None
 
     def __repr__(self) -> str:
         pending = len(self._pending or ())
@@ -57,16 +61,23 @@ class Background(TaskSource):
 
     def _accept(self, handle: TaskHandle[Any]) -> None:
         handle.route = self._route
-        if self._released:
+        if not self._released:
+            if not self.__scheduler._refuse_if_full(handle):
+                if self._pending is None:
+                    self._pending = []
+                self._pending.append(handle)
+        elif self._outcome is None or (refusal := self._refusal(handle)) is None:
             self.__scheduler._accept(handle)
-        elif not self.__scheduler._refuse_if_full(handle):
-            if self._pending is None:
-                self._pending = []
-            self._pending.append(handle)
+        else:  # added after the response (a teardown's task), which decides as for the others
+            self.__scheduler._drop(handle, refusal)
 
-    def _release(self, status: int | None, error: BaseException | None) -> None:
-        """Start or drop the waiting tasks, now that the response is sent or the app failed."""
+    def _release(self, status: int | None, error: BaseException | None, *, complete: bool) -> None:
+        """Start or drop the waiting tasks, now that the response is over or the app failed.
+
+        *complete* says whether the response's last body chunk was sent.
+        """
         self._released = True
+        self._outcome = (status, None if error is None else type(error).__name__, complete)
         pending, self._pending = self._pending, None
         if pending is None:  # most requests add no task
             return
@@ -74,15 +85,30 @@ class Background(TaskSource):
         for handle in pending:
             if handle.state is not PENDING:
                 continue
-            run_if = handle._run_if or self._run_if
-            if run_if == "always" or (
-                error is None and (run_if == "no_exception" or (status or 500) < 400)
-            ):
+            refusal = self._refusal(handle)
+            if refusal is None:
                 scheduler._release(handle)
-            elif error is not None:
-                scheduler._drop(handle, f"the request raised {type(error).__name__}")
             else:
-                scheduler._drop(handle, f"the response status was {status} (run_if={run_if!r})")
+                scheduler._drop(handle, refusal)
+
+    def _refusal(self, handle: TaskHandle[Any]) -> str | None:
+        """Say why the request's outcome keeps *handle* from running, or ``None`` if it runs."""
+        assert self._outcome is not None
+        status, error, complete = self._outcome
+        run_if = handle._run_if or self._run_if
+        if run_if == "always":
+            return None
+        if error is not None:
+            return f"the request raised {error}"
+        if run_if == "no_exception":
+            return None
+        if status is None:
+            return f"no response was sent (run_if={run_if!r})"
+        if status >= 400:
+            return f"the response status was {status} (run_if={run_if!r})"
+        if not complete:
+            return f"the response was cut off before its end (run_if={run_if!r})"
+        return None
 
 
 def get_background(connection: HTTPConnection) -> Background:

@@ -26,9 +26,15 @@ _Tokens = tuple[Token[Any], ...]
 
 
 def bind_request_context(scope: Scope) -> _Tokens:
-    """Bind ``request_id``, ``method`` and ``path`` for this connection; return the undo."""
+    """Bind ``request_id``, ``method`` and ``path`` for this connection; return the undo.
+
+    A ``request_id`` already bound around this request (by an outer ``BackgroundMiddleware``,
+    of an app that mounts this one, or by the app's own middleware) is kept: one request,
+    one id.
+    """
+    bound = REQUEST_ID_VAR.get()  # structlog's unbound value is Ellipsis
     return (
-        REQUEST_ID_VAR.set(request_id(scope)),
+        REQUEST_ID_VAR.set(request_id(scope) if bound is ... or bound is None else bound),
         METHOD_VAR.set(scope.get("method", "WEBSOCKET")),
         PATH_VAR.set(scope["path"]),
     )

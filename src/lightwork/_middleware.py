@@ -38,13 +38,14 @@ class BackgroundMiddleware:
         app: the ASGI app to wrap.
         scheduler: the scheduler to run tasks on; a default ``Scheduler()`` if not given.
         start: ``"after_response"`` (default) starts a request's tasks once its response is
-            sent; ``"immediately"`` starts them as they are added. Websocket tasks always
-            start immediately.
+            sent; ``"immediately"`` starts them as they are added, whatever ``run_if`` says.
+            Websocket tasks always start immediately.
         run_if: which requests release their tasks: ``"no_exception"`` (default),
             ``"success"`` or ``"always"``; a task's own ``run_if`` wins.
-        request_context: bind ``request_id`` (from the ``X-Request-ID`` header, else a new
-            one), ``method`` and ``path`` in structlog's contextvars for each request, so
-            that they appear in the log events of the request and of the tasks it adds.
+        request_context: bind ``request_id`` (one already bound around this middleware,
+            else the ``X-Request-ID`` header, else a new one), ``method`` and ``path`` in
+            structlog's contextvars for each request, so that they appear in the log events
+            of the request and of the tasks it adds.
         max_concurrency: for the scheduler made here: tasks running at once (see
             ``Scheduler``); give your own ``Scheduler`` for every other setting.
         max_pending: for the scheduler made here: tasks waiting for a slot.
@@ -124,9 +125,10 @@ class BackgroundMiddleware:
         if watched is not None:
             _watchdog.requests[watched] = route  # so that a stuck loop is blamed on it
         status: int | None = None
+        complete = False
 
         async def send_then_release(message: Message) -> None:
-            nonlocal status
+            nonlocal status, complete
             kind = message["type"]
             if kind == "http.response.start":
                 status = message["status"]
@@ -134,17 +136,21 @@ class BackgroundMiddleware:
             if (
                 kind == "http.response.body" and not message.get("more_body", False)
             ) or kind == "http.response.pathsend":
-                background._release(status, None)
+                complete = True
+                # A 5xx may be an exception on its way out (a mounted app's error middleware
+                # answers, then raises it again): decided when the app returns or raises.
+                if (status or 500) < 500:
+                    background._release(status, None, complete=True)
 
         try:
             await self.app(scope, receive, send if released else send_then_release)
         except BaseException as exc:
             if not background._released:
-                background._release(status, exc)
+                background._release(status, exc, complete=complete)
             raise
         else:
-            if not background._released:  # the app returned without finishing a response
-                background._release(status, None)
+            if not background._released:  # a 5xx, or a response cut off or never sent
+                background._release(status, None, complete=complete)
         finally:
             if watched is not None:
                 _watchdog.requests.pop(watched, None)

@@ -11,6 +11,7 @@ RunIf: TypeAlias = Literal["no_exception", "success", "always"]
 """Which requests release their tasks.
 
 ``"no_exception"``: unless the app raised an unhandled exception (the default).
-``"success"``: only when the response status is below 400 and nothing was raised.
+``"success"``: only when nothing was raised, the status is below 400 and the whole
+response was sent (a stream the client cut off does not count).
 ``"always"``: whatever happened, e.g. to record a failed attempt.
 """
