@@ -66,6 +66,35 @@ async def test_a_per_name_limit_holds_that_name_back_only() -> None:
         await asyncio.gather(first, second, other)
 
 
+async def test_queued_tasks_start_oldest_first_passing_a_name_held_back_by_its_limit() -> None:
+    labels = ("email1", "email2", "report1", "report2", "report3", "email3", "report4")
+    gates = {label: asyncio.Event() for label in labels}
+    started: list[str] = []
+
+    async def job(label: str) -> None:
+        started.append(label)
+        await gates[label].wait()
+
+    async def end(label: str) -> None:
+        count = len(started)
+        gates[label].set()
+        await wait_until(lambda: len(started) > count)  # the task that takes its slot
+
+    async with Scheduler(max_concurrency=2, limits={"email": 1}) as scheduler:
+        for label in labels:
+            scheduler.add_task(job(label), name=label.rstrip("123"))
+        await wait_until(lambda: len(started) == 2)
+        await end("report1")  # email2 waits on its name's limit: report2 passes it
+        await end("email1")
+        await end("email2")  # report3 was added before email3
+        await end("report2")  # email3 before report4
+        for gate in gates.values():
+            gate.set()
+    assert started == [
+        "email1", "report1", "report2", "email2", "report3", "email3", "report4",
+    ]  # fmt: skip
+
+
 async def test_a_queued_task_runs_in_the_context_of_the_code_that_added_it() -> None:
     gate = asyncio.Event()
     async with Scheduler(max_concurrency=1) as scheduler:
@@ -129,6 +158,45 @@ async def test_cancelling_a_queued_task_frees_its_place(logs: Logs) -> None:
         replacement = scheduler.add_task(wait_for(gate))  # room again
         gate.set()
         await replacement
+
+
+async def test_cancelled_queued_tasks_free_their_places_and_the_rest_keep_their_order() -> None:
+    gate = asyncio.Event()
+    started: list[int] = []
+
+    async def job(n: int) -> None:
+        started.append(n)
+        await gate.wait()
+
+    async with Scheduler(limits={"email": 1}, max_pending=6) as scheduler:
+        scheduler.add_task(wait_for(gate), name="email")
+        queued = [scheduler.add_task(job(n), name="email") for n in range(6)]
+        for n in (1, 2, 4, 5):
+            queued[n].cancel()
+        queued += [scheduler.add_task(job(n), name="email") for n in range(6, 10)]
+        queued[6].cancel()
+        queued.append(scheduler.add_task(job(10), name="email"))
+        with pytest.raises(BackgroundQueueFull):
+            scheduler.add_task(job(11), name="email")
+        gate.set()
+        await asyncio.gather(*queued, return_exceptions=True)
+    assert started == [0, 3, 7, 8, 9, 10]
+
+
+async def test_add_task_wait_callers_get_in_in_the_order_they_came() -> None:
+    gate = asyncio.Event()
+    async with Scheduler(limits={"email": 1}, max_pending=1, overflow="wait") as scheduler:
+        scheduler.add_task(wait_for(gate), name="email")
+        queued = scheduler.add_task(wait_for(gate), name="email")
+        first = asyncio.ensure_future(scheduler.add_task_wait(wait_for(gate), name="email"))
+        await asyncio.sleep(0)
+        second = asyncio.ensure_future(scheduler.add_task_wait(wait_for(gate), name="email"))
+        await asyncio.sleep(0)
+        queued.cancel()  # room for one: the first caller's
+        assert (await first).state is TaskState.PENDING
+        assert not second.done()
+        gate.set()  # the first caller's task starts: room for the second
+        assert await (await second) == "-"
 
 
 def test_a_full_queue_answers_503_with_retry_after(lightwork_tasks: TaskRecorder) -> None:
@@ -293,6 +361,25 @@ async def test_shutdown_spills_queued_offloadable_tasks_and_drops_the_rest(logs:
     assert [s.name for s in backend.submissions] == ["add"]
     [closed] = events(logs, "background_scheduler_closed")
     assert (closed["completed"], closed["offloaded"], closed["dropped"]) == (2, 1, 1)
+
+
+async def test_shutdown_drops_queued_tasks_of_every_name_in_the_order_added(logs: Logs) -> None:
+    gate = asyncio.Event()
+    scheduler = Scheduler(
+        max_concurrency=2, limits={"email": 1}, pending_at_shutdown="drop", drain_timeout=5
+    )
+    await scheduler.start()
+    running = [scheduler.add_task(wait_for(gate), name=name) for name in ("email", "report")]
+    names = ("email", "report", "email", "audit")
+    queued = [scheduler.add_task(wait_for(gate), name=name) for name in names]
+    queued.pop(1).cancel()
+    closing = asyncio.ensure_future(scheduler.aclose())
+    await wait_until(lambda: all(handle.done() for handle in queued))
+    gate.set()
+    await closing
+    assert [handle.state for handle in running] == [TaskState.COMPLETED] * 2
+    dropped = events(logs, "background_task_dropped")
+    assert [e["task_id"] for e in dropped] == [handle.id for handle in queued]
 
 
 def test_the_middleware_takes_the_common_limits_itself(lightwork_tasks: TaskRecorder) -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import deque
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, get_args
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Collection, Iterator, Mapping
 
     from ._handle import TaskHandle
 
@@ -32,6 +33,77 @@ def check_limit(option: str, value: object) -> None:
         raise ValueError(f"{option} must be a positive integer or None, not {value!r}")
 
 
+class TaskQueue:
+    """Tasks waiting for a slot, in the order added, kept in one line per limited name.
+
+    The next task to start is the oldest head among the lines whose name has a free slot,
+    so tasks held back by their name's limit are never scanned past: a start costs one look
+    per limited name, not one per queued task. A task that leaves early (cancelled, dropped)
+    is only unlisted; its entry is skipped when it reaches the head of its line.
+    """
+
+    __slots__ = ("_entries", "_lines", "_live", "_order")
+
+    def __init__(self, limited: Collection[str]) -> None:
+        # One line per limited name, and one (None) for every other name.
+        self._lines: dict[str | None, deque[tuple[int, TaskHandle[Any]]]] = {
+            name: deque() for name in (*limited, None)
+        }
+        self._live: dict[TaskHandle[Any], int] = {}  # queued task -> its place in the order
+        self._order = itertools.count()
+        self._entries = 0  # in all lines, including those of tasks that left early
+
+    def __repr__(self) -> str:
+        return f"<TaskQueue queued={len(self)} stale={self._entries - len(self)}>"
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    def __iter__(self) -> Iterator[TaskHandle[Any]]:
+        return iter(self._live)  # a dict keeps the order added
+
+    def append(self, handle: TaskHandle[Any]) -> None:
+        place = self._live[handle] = next(self._order)
+        self._line_of(handle.name).append((place, handle))
+        self._entries += 1
+
+    def pop_oldest(self, can_start: Callable[[str], bool]) -> TaskHandle[Any] | None:
+        """Take the oldest queued task whose name *can_start*, or return None."""
+        if not self._live:
+            return None
+        oldest: deque[tuple[int, TaskHandle[Any]]] | None = None
+        for line in self._lines.values():
+            while line and self._live.get(line[0][1]) != line[0][0]:  # it left early
+                line.popleft()
+                self._entries -= 1
+            if not line:
+                continue
+            place, head = line[0]
+            if (oldest is None or place < oldest[0][0]) and can_start(head.name):
+                oldest = line
+        if oldest is None:
+            return None
+        _, handle = oldest.popleft()
+        self._entries -= 1
+        del self._live[handle]
+        return handle
+
+    def discard(self, handle: TaskHandle[Any]) -> bool:
+        """Unlist *handle* if it is queued; return whether it was."""
+        if self._live.pop(handle, None) is None:
+            return False
+        if self._entries > 2 * len(self._live):  # mostly stale: rebuild, O(1) a discard on average
+            for line in self._lines.values():
+                line.clear()
+            for queued, place in self._live.items():
+                self._line_of(queued.name).append((place, queued))
+            self._entries = len(self._live)
+        return True
+
+    def _line_of(self, name: str) -> deque[tuple[int, TaskHandle[Any]]]:
+        return self._lines[name if name in self._lines else None]
+
+
 class Admission:
     """The limits of one scheduler: slots in use, in all and per task name, and the queue."""
 
@@ -52,7 +124,7 @@ class Admission:
         self.limits = dict(limits)
         self.used = 0
         self._by_name: dict[str, int] = dict.fromkeys(self.limits, 0)
-        self.queue: deque[TaskHandle[Any]] = deque()
+        self.queue = TaskQueue(self.limits)
         self.room: deque[asyncio.Future[None]] = deque()  # add_task_wait callers
 
     def __repr__(self) -> str:
@@ -82,20 +154,15 @@ class Admission:
 
     def next_startable(self) -> TaskHandle[Any] | None:
         """Take the first queued task that has a slot now (others may wait on a name limit)."""
-        for handle in self.queue:
-            if self.has_slot(handle.name):
-                self.queue.remove(handle)
-                self._make_room()
-                return handle
-        return None
+        handle = self.queue.pop_oldest(self.has_slot)
+        if handle is not None:
+            self._make_room()
+        return handle
 
     def forget(self, handle: TaskHandle[Any]) -> None:
         """Take a task that ended before it started (cancelled, dropped) off the queue."""
-        try:
-            self.queue.remove(handle)
-        except ValueError:
-            return
-        self._make_room()
+        if self.queue.discard(handle):
+            self._make_room()
 
     async def wait_for_room(self) -> None:
         while self.queue_full():
