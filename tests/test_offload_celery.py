@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterator, MutableMapping
 from pathlib import Path
@@ -13,7 +15,7 @@ import pytest
 
 import lightwork
 from lightwork import Job, JobStatus, Offloader, Scheduler
-from lightwork.backends.celery import CeleryBackend, register_tasks
+from lightwork.backends.celery import PAYLOAD, CeleryBackend, register_tasks
 from tests import offload_jobs as jobs
 from tests.offload_servers import (
     RedisServer,
@@ -172,3 +174,73 @@ async def test_jobs_offloaded_while_redis_is_down_are_delivered_once_it_is_back(
         ran = await offload_through_an_outage(server, backend, tmp_path, lightwork_tasks, logs)
     # Every job ran at least once (Celery does not dedup; a repeat has the same id).
     assert set(ran) == {"before", "during-0", "during-1", "during-2", "during-3"}
+
+
+async def test_a_job_revoked_while_no_worker_was_online_never_runs(
+    tmp_path: Path, lightwork_tasks: TaskRecorder
+) -> None:
+    tally = tmp_path / "tally.txt"
+    with running_redis() as server:
+        async with Offloader(CeleryBackend(server.url), outbox=None) as offloader:
+            async with Scheduler(offload=offloader) as scheduler:
+                revoked = scheduler.offload(jobs.record, str(tally), "revoked")
+                await lightwork_tasks.join()
+                assert await revoked.status() is JobStatus.QUEUED
+                assert await revoked.cancel() is True  # Celery's broadcast reaches no one
+                with start_celery_worker(server, tmp_path) as worker:
+                    await wait_until(lambda: f"[{revoked.job_id}] ignored" in worker.output(), 30)
+                    after = scheduler.offload(jobs.record, str(tally), "after")
+                    assert await after.result(timeout=30) == "after"
+                assert await revoked.status() is JobStatus.CANCELLED
+    assert tally.read_text() == "after\n"
+
+
+@lightwork.offloadable("celery-test-when")
+def when() -> object:
+    return datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
+
+
+@lightwork.offloadable("celery-test-kind")
+def kind(value: object) -> str:
+    return type(value).__name__
+
+
+KOMBU_TAG = {"__type__": "datetime", "__value__": "2024-01-02T03:04:05"}
+
+
+async def test_results_and_arguments_are_strict_json_through_a_real_worker(
+    offloader: Offloader,
+) -> None:
+    async with Scheduler(offload=offloader) as scheduler:
+        with pytest.raises(lightwork.JobFailedError, match="JSON cannot carry"):
+            await scheduler.offload(jobs.unjsonable).result(timeout=30)
+        # A dict shaped like kombu's type tag reaches the job as the dict it is, not a datetime.
+        with pytest.raises(lightwork.JobFailedError, match="'dict' object has no attribute"):
+            await scheduler.offload(jobs.shout, KOMBU_TAG).result(timeout=30)  # type: ignore[call-overload]
+
+
+def test_the_worker_side_body_checks_results_and_decodes_its_payload_as_plain_json() -> None:
+    worker_side = celery.Celery("worker-side-json", set_as_current=False)
+    register_tasks(worker_side, ["celery-test-when", "celery-test-kind"])
+    with pytest.raises(TypeError, match="'celery-test-when' returned a value JSON cannot carry"):
+        worker_side.tasks["celery-test-when"]()  # kombu's JSON would have carried a datetime
+    payload = json.dumps({"args": [KOMBU_TAG], "kwargs": {}})
+    assert worker_side.tasks["celery-test-kind"](**{PAYLOAD: payload}) == "dict"
+
+
+async def test_bad_send_option_values_fail_at_the_call(redis_server: RedisServer) -> None:
+    offloader = Offloader(CeleryBackend(redis_server.url), outbox=None)
+    async with Scheduler(offload=offloader) as scheduler, offloader:
+        for options, error in (
+            ({"time_limit": -5}, r"options\['time_limit'\] must be a positive"),
+            ({"soft_time_limit": "10"}, r"options\['soft_time_limit'\] must be a number"),
+            ({"expires": "tomorrow"}, r"options\['expires'\] must be seconds or an ISO 8601"),
+            ({"expires": 0}, r"options\['expires'\] must be a positive"),
+            ({"queue": 5}, r"options\['queue'\] must be a non-empty string"),
+            ({"headers": ["x"]}, r"options\['headers'\] must be a dict"),
+        ):
+            with pytest.raises((TypeError, ValueError), match=error):
+                scheduler.offload(Job(jobs.add, 1), options=options)  # type: ignore[arg-type]
+        scheduler.offload(
+            Job(jobs.add, 1), options={"expires": "2999-01-01T00:00:00", "queue": "celery"}
+        )

@@ -137,3 +137,17 @@ def test_the_local_backend_checks_its_settings() -> None:
         LocalBackend(timeout=-1)
     assert LocalBackend().capabilities.remote is False
     assert repr(LocalBackend(max_workers=3)) == "<LocalBackend max_workers=3 running=0>"
+
+
+async def test_a_bad_timeout_option_fails_at_the_call_not_after_the_response(
+    lightwork_tasks: TaskRecorder,
+) -> None:
+    offloader = Offloader(LocalBackend(max_workers=1))
+    async with Scheduler(offload=offloader) as scheduler, offloader:
+        with pytest.raises(ValueError, match=r"options\['timeout'\] must be a positive"):
+            scheduler.offload(Job(jobs.add, 1), options={"timeout": -5})
+        with pytest.raises(TypeError, match=r"options\['timeout'\] must be a number"):
+            scheduler.offload(Job(jobs.add, 1), options={"timeout": "60"})
+        assert lightwork_tasks.names() == []  # nothing was handed over
+        no_limit = scheduler.offload(Job(jobs.add, 2), options={"timeout": None})
+        assert await no_limit.result(timeout=30) == 2

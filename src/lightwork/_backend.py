@@ -196,6 +196,14 @@ class OffloadBackend(abc.ABC):
     async def submit(self, submission: Submission) -> None:
         """Hand the job to the engine; return once the engine has it."""
 
+    def check_options(self, options: Mapping[str, JSONValue]) -> None:  # noqa: B027 -- optional
+        """Raise ``TypeError`` or ``ValueError`` for an engine option this engine would refuse.
+
+        Called at ``offload()``, with option names already checked against
+        ``capabilities.options``, so that a bad value fails at the call rather than at the
+        hand-off, after the response. The default accepts every value.
+        """
+
     async def inspect(self, job_id: str) -> JobSnapshot:
         """Return what the engine knows of the job (``UNKNOWN`` if nothing)."""
         raise self.unsupported("tell a job's status")

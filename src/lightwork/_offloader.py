@@ -241,6 +241,7 @@ class Offloader:
                     f"{', '.join(map(repr, sorted(capabilities.options))) or 'none'}"
                 )
             check_options(name, options)
+            self.backend.check_options(options)
         return PendingJob(
             name=name,
             job_id=job_id,
@@ -293,19 +294,27 @@ class Offloader:
                 return JobSnapshot(JobStatus.DROPPED, error=str(delivery.exception()))
             if delivery.state is TaskState.COMPLETED:
                 handed = delivery.result()
+        lost = "handing it to the engine failed: see the offload_failed log event"
         if handed != "enqueued" and self.outbox is not None:
             place = await self.outbox.where(self._destination, job_id)
             if place == "outbox":
                 return JobSnapshot(JobStatus.DEFERRED)
             if place == "dead":
-                return JobSnapshot(JobStatus.UNDELIVERED)
-        if handed == "failed":
-            return JobSnapshot(JobStatus.UNDELIVERED)
+                letters = await self.outbox.dead_letters(self._destination)
+                errors = (letter.error for letter in letters if letter.job_id == job_id)
+                return JobSnapshot(JobStatus.UNDELIVERED, error=next(errors, lost))
+        if handed == "failed" and self.outbox is None:  # no dead letter to revive: lost
+            return JobSnapshot(JobStatus.UNDELIVERED, error=lost)
         if delivery is not None and delivery.state is TaskState.CANCELLED:
             return JobSnapshot(JobStatus.CANCELLED)
         if not self.backend.capabilities.status:
             raise self.backend.unsupported("tell a job's status")
-        return await self._courier.call("tell a job's status", self.backend.inspect(job_id))
+        snapshot = await self._courier.call("tell a job's status", self.backend.inspect(job_id))
+        # A failed hand-off whose dead letter has left the table was retried, and the engine
+        # knows the job; unless the outbox could not even keep it.
+        if handed == "failed" and snapshot.status is JobStatus.UNKNOWN:
+            return JobSnapshot(JobStatus.UNDELIVERED, error=lost)
+        return snapshot
 
     async def _cancel(self, job_id: str, delivery: TaskHandle[Any] | None) -> bool:
         if delivery is not None and delivery.state is TaskState.PENDING:

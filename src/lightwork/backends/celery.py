@@ -26,6 +26,9 @@ which the job sees as ``lightwork.current_job_id()``.
 from __future__ import annotations
 
 import contextlib
+import datetime
+import json
+import os
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
@@ -42,13 +45,17 @@ from .._threads import DedicatedThread
 
 try:
     import celery  # type: ignore[import-untyped]
+    import celery.exceptions  # type: ignore[import-untyped]
     import kombu.exceptions
     import redis.exceptions
+    from celery.backends.base import DisabledBackend  # type: ignore[import-untyped]
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise MissingDependencyError("lightwork.backends.celery", "celery") from exc
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping
+
+    from .._backend import JSONValue
 
 __all__ = ["CeleryBackend", "register_tasks", "worker_app"]
 
@@ -60,6 +67,11 @@ SEND_OPTIONS: Final = frozenset(
     {"queue", "routing_key", "exchange", "expires", "time_limit", "soft_time_limit", "headers"}
 )
 """Celery's own per-job options that ``offload(..., options=)`` passes to ``send_task``."""
+
+PAYLOAD: Final = "__lightwork_payload__"
+"""The one keyword argument a job is sent with: its JSON payload, as text. Kombu's JSON
+decoder turns dicts shaped like its type tags (``{"__type__": "datetime", ...}``) into
+other types; inside a string, the job's arguments reach it unchanged."""
 
 _STATUSES: Final = {
     "PENDING": JobStatus.UNKNOWN,
@@ -179,8 +191,7 @@ class CeleryBackend(OffloadBackend):
             self.app.backend.store_result(submission.job_id, None, SENT)
         self.app.send_task(
             submission.name,
-            args=submission.args,
-            kwargs=submission.kwargs,
+            kwargs={PAYLOAD: submission.payload},
             task_id=submission.job_id,
             countdown=submission.delay,
             priority=submission.priority,
@@ -188,6 +199,30 @@ class CeleryBackend(OffloadBackend):
             retry=False,
             **{**self.send_options, **submission.options},
         )
+
+    def check_options(self, options: Mapping[str, JSONValue]) -> None:
+        """Refuse ``send_task`` option values that Celery would fail on at the hand-off."""
+        for option in ("queue", "routing_key", "exchange"):
+            if option in options and (not isinstance(options[option], str) or not options[option]):
+                raise TypeError(
+                    f"options[{option!r}] must be a non-empty string, not {options[option]!r}"
+                )
+        for option in ("time_limit", "soft_time_limit"):
+            if option in options:
+                check_duration(f"options[{option!r}]", options[option])
+        expires = options.get("expires")
+        if isinstance(expires, str):
+            try:
+                datetime.datetime.fromisoformat(expires)
+            except ValueError:
+                raise ValueError(
+                    f"options['expires'] must be seconds or an ISO 8601 date and time, "
+                    f"not {expires!r}"
+                ) from None
+        else:
+            check_duration("options['expires']", expires)
+        if "headers" in options and not isinstance(options["headers"], dict):
+            raise TypeError(f"options['headers'] must be a dict, not {options['headers']!r}")
 
     async def inspect(self, job_id: str) -> JobSnapshot:
         """Return the job's state in the result backend; ``PENDING`` reads as ``UNKNOWN``."""
@@ -313,15 +348,42 @@ def register_tasks(
         The names registered.
     """
     chosen = registrations() if names is None else {name: lookup(name) for name in names}
+    # The body marks the job STARTED itself, once it has checked that it was not revoked:
+    # Celery's own mark would come first, and hide lightwork's REVOKED.
+    track_started: bool | None = task_options.pop("track_started", None)
     for name, registration in chosen.items():
-        app.task(name=name, **task_options)(_task_body(registration))
+        body = _task_body(registration, track_started)
+        app.task(name=name, bind=True, track_started=False, **task_options)(body)
     return list(chosen)
 
 
-def _task_body(registration: Registration) -> Callable[..., Any]:
-    def run(*args: Any, **kwargs: Any) -> Any:
-        request = celery.current_task.request if celery.current_task else None
-        return registration.run(list(args), kwargs, request.id if request else None)
+def _task_body(registration: Registration, track_started: bool | None) -> Callable[..., Any]:
+    def run(task: celery.Task, *args: Any, **kwargs: Any) -> Any:
+        request = task.request
+        if not args and kwargs.keys() == {PAYLOAD} and isinstance(kwargs[PAYLOAD], str):
+            arguments = json.loads(kwargs[PAYLOAD])  # plain JSON: no kombu type tags
+            args, kwargs = arguments["args"], arguments["kwargs"]
+        if not (
+            request.called_directly
+            or request.is_eager
+            or task.ignore_result
+            or isinstance(task.backend, DisabledBackend)
+        ):
+            # A revoke reaches only the workers online when it is sent; CeleryBackend also
+            # marks the job REVOKED in the result backend, for any worker to see.
+            if task.backend.get_task_meta(request.id).get("status") == "REVOKED":
+                raise celery.exceptions.Ignore  # stores no state: the job stays REVOKED
+            if task.app.conf.task_track_started if track_started is None else track_started:
+                started = {"pid": os.getpid(), "hostname": request.hostname}
+                task.backend.store_result(request.id, started, "STARTED", request=request)
+        value = registration.run(list(args), kwargs, request.id)
+        try:  # as the other engines: strict JSON, not kombu's, which also carries dates
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"job {registration.name!r} returned a value JSON cannot carry: {exc}"
+            ) from exc
+        return value
 
     run.__doc__ = registration.function.__doc__
     return run

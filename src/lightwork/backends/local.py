@@ -34,6 +34,8 @@ from .._options import check_duration
 from .._registry import lookup
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from .._backend import JSONValue
 
 __all__ = ["LocalBackend"]
@@ -115,13 +117,18 @@ class LocalBackend(OffloadBackend):
         """Queue the job for a worker process; an id already known is not run again."""
         if submission.job_id in self._jobs:  # the same id runs once, while remembered
             return
-        check_duration("options['timeout']", submission.options.get("timeout", self.timeout))
+        self.check_options(submission.options)
         lookup(submission.name)  # fail now, not in the worker, for a job no one registered
         job = _LocalJob(submission)
         self._jobs[submission.job_id] = job
         job.task = asyncio.get_running_loop().create_task(
             self._run(job), name=f"lightwork local job {submission.name}"
         )
+
+    def check_options(self, options: Mapping[str, JSONValue]) -> None:
+        """Refuse a ``timeout`` that is not a positive number of seconds or ``None``."""
+        if "timeout" in options:
+            check_duration("options['timeout']", options["timeout"])
 
     async def inspect(self, job_id: str) -> JobSnapshot:
         """Return the job's status, and its result or error once it has ended."""
