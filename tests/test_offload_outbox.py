@@ -226,6 +226,39 @@ async def test_a_hand_off_cancelled_at_shutdown_is_kept_for_the_next_run(
         assert await outbox.where("memory", "interrupted") == "outbox"
 
 
+async def test_a_hand_off_cancelled_at_shutdown_before_its_first_step_is_kept_too(
+    tmp_path: Path, logs: Logs
+) -> None:
+    outbox = Outbox(tmp_path / "o.db")
+    offloader = Offloader(Engine(), outbox=outbox)
+    async with offloader, Scheduler(offload=offloader) as scheduler:
+        ref = scheduler.offload(Job(jobs.add, 1), job_id="never-stepped")
+        assert ref._delivery is not None
+        scheduler._cancel(ref._delivery, "shutdown")  # as the drain deadline does
+        with pytest.raises(lightwork.TaskCancelledError):
+            await ref._delivery
+        assert await ref.status() is JobStatus.DEFERRED
+        assert await outbox.where("memory", "never-stepped") == "outbox"
+    [deferred] = events(logs, "offload_deferred")
+    assert deferred["reason"] == "cancelled at shutdown"
+
+
+async def test_a_hand_off_never_waits_for_a_slot_so_shutdown_cannot_drop_it(
+    tmp_path: Path,
+) -> None:
+    engine, busy = Engine(), asyncio.Event()
+    offloader = Offloader(engine, outbox=Outbox(tmp_path / "o.db"))
+    scheduler = Scheduler(offload=offloader, max_concurrency=1, max_pending=1, drain_timeout=0.1)
+    async with offloader, scheduler:
+        scheduler.add_task(busy.wait())  # holds the only slot past the drain deadline
+        queued = scheduler.add_task(busy.wait())  # fills the queue
+        ref = scheduler.offload(jobs.add, 1)  # neither queued nor refused
+    assert queued.state is lightwork.TaskState.DROPPED
+    assert ref._delivery is not None
+    assert ref._delivery.state is lightwork.TaskState.COMPLETED
+    assert [s.job_id for s in engine.submissions] == [ref.job_id]
+
+
 async def test_cancelling_a_deferred_job_takes_it_out_of_the_outbox(
     tmp_path: Path, lightwork_tasks: TaskRecorder
 ) -> None:

@@ -32,6 +32,11 @@ Delivery = Literal["enqueued", "deferred", "failed"]
 _TRANSIENT: Final = (BackendUnavailableError, BackendTimeoutError)
 
 
+def is_hand_off(coro: object) -> bool:
+    """Tell whether *coro* is a hand-off: a ``Courier.deliver()`` coroutine."""
+    return getattr(coro, "cr_code", None) is _DELIVER_CODE
+
+
 class Courier:
     """Delivers an offloader's jobs to its backend, through the outbox when it must."""
 
@@ -122,12 +127,16 @@ class Courier:
                 self.schedule_round(time.time())
             return "enqueued"
         except asyncio.CancelledError:
-            if self.outbox is not None:  # cancelled at shutdown: keep the job for the next run
-                self.outbox.put_blocking(self.destination, job, "cancelled at shutdown")
-                self._log_deferred(job, "cancelled at shutdown", None)
+            self.keep_cancelled(job)
             raise
         finally:
             self.handing_over.pop(job.job_id, None)
+
+    def keep_cancelled(self, job: PendingJob) -> None:
+        """Keep a hand-off cancelled at shutdown in the outbox, if any, for the next run."""
+        if self.outbox is not None:
+            self.outbox.put_blocking(self.destination, job, "cancelled at shutdown")
+            self._log_deferred(job, "cancelled at shutdown", None)
 
     def _keep_after_close(self, job: PendingJob) -> Delivery:
         reason = "offloaded after the offloader closed"
@@ -314,3 +323,6 @@ class Courier:
             events.OFFLOAD_FAILED,
             job=job.name, job_id=job.job_id, backend=self.destination, **fields,
         )  # fmt: skip
+
+
+_DELIVER_CODE: Final = Courier.deliver.__code__

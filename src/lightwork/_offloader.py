@@ -190,8 +190,10 @@ class Offloader:
         # hand-off task binds the offloader to the scheduler's loop when it runs.
         job_id = job.job_id
 
-        def forget(_: object) -> None:  # a hand-off that never ran; one that did forgets itself
-            self._courier.handing_over.pop(job_id, None)
+        def forget(error: object) -> None:  # a hand-off that ran forgets itself as it ends
+            never_ran = self._courier.handing_over.pop(job_id, None) is not None
+            if never_ran and delivery._cancel_reason == "shutdown":  # before its first step
+                self._courier.keep_cancelled(job)
 
         delivery = source.add_task(
             self._courier.deliver(job), name=f"offload {job.name}", on_error=forget

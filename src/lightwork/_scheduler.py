@@ -17,6 +17,7 @@ import anyio.from_thread
 
 from . import _logging as log
 from ._admission import OVERFLOW_POLICIES, Admission, Overflow, check_limit
+from ._courier import is_hand_off
 from ._deadlines import Deadlines
 from ._exceptions import (
     BackgroundQueueFull,
@@ -341,7 +342,7 @@ class Scheduler(TaskSource, Shutdown):
             self._drop(handle, "the scheduler closed before the task could start")
             return
         admission = self._admission
-        if admission is not None and not self._offloading:  # a hand-off never waits
+        if admission is not None and not self._unlimited(handle):
             if not admission.has_slot(handle.name):
                 if admission.queue_full():
                     self._overflow(handle, may_raise)
@@ -362,9 +363,9 @@ class Scheduler(TaskSource, Shutdown):
         admission = self._admission
         if (
             admission is None
-            or self._offloading
             or not admission.queue_full()
             or admission.has_slot(handle.name)
+            or self._unlimited(handle)
         ):
             return False
         try:
@@ -373,6 +374,15 @@ class Scheduler(TaskSource, Shutdown):
             return False
         self._overflow(handle, may_raise=True)
         return True
+
+    def _unlimited(self, handle: TaskHandle[Any]) -> bool:
+        """Tell whether *handle* may run past the limits: an offload hand-off never waits.
+
+        Queued behind the very work that fills the slots, or dropped with the queue at
+        shutdown, a job would be late or lost; a hand-off only talks to the engine, within
+        the offloader's ``call_timeout``.
+        """
+        return self._offloading or is_hand_off(handle._coro)
 
     def _overflow(self, handle: TaskHandle[Any], may_raise: bool) -> None:
         assert self._admission is not None
