@@ -199,6 +199,26 @@ async def test_add_task_wait_callers_get_in_in_the_order_they_came() -> None:
         assert await (await second) == "-"
 
 
+async def test_an_add_task_wait_caller_beaten_to_the_room_stays_first_in_line() -> None:
+    gate = asyncio.Event()
+    async with Scheduler(max_concurrency=1, max_pending=1, overflow="wait") as scheduler:
+        scheduler.add_task(wait_for(gate))
+        queued = scheduler.add_task(wait_for(gate))
+        first = asyncio.ensure_future(scheduler.add_task_wait(wait_for(gate), name="first"))
+        await asyncio.sleep(0)
+        second = asyncio.ensure_future(scheduler.add_task_wait(wait_for(gate), name="second"))
+        await asyncio.sleep(0)
+        queued.cancel()  # room for one: the first caller is woken...
+        eager = scheduler.add_task(wait_for(gate))  # ...but a caller that does not wait takes it
+        await asyncio.sleep(0)
+        assert not first.done()
+        eager.cancel()  # room again: still the first caller's
+        assert (await first).name == "first"
+        assert not second.done()
+        gate.set()
+        assert (await second).name == "second"
+
+
 def test_a_full_queue_answers_503_with_retry_after(lightwork_tasks: TaskRecorder) -> None:
     async def endpoint(request: Request) -> Response:
         background = lightwork.get_background(request)

@@ -165,9 +165,14 @@ class Admission:
             self._make_room()
 
     async def wait_for_room(self) -> None:
+        woken = False
         while self.queue_full():
             waiter = asyncio.get_running_loop().create_future()
-            self.room.append(waiter)
+            if woken:  # beaten to the room by an add_task that did not wait: still first in line
+                self.room.appendleft(waiter)
+            else:
+                self.room.append(waiter)
+            woken = True
             try:
                 await waiter
             except asyncio.CancelledError:
