@@ -484,3 +484,46 @@ async def test_a_hand_off_that_failed_without_an_outbox_is_undelivered_and_says_
         assert snapshot.status is JobStatus.UNDELIVERED
         assert snapshot.error is not None
         assert "offload_failed" in snapshot.error
+
+
+async def test_text_utf8_cannot_carry_is_refused_at_the_call_naming_the_argument(
+    scheduler: Scheduler,
+) -> None:
+    name = "caf\udce9.png"  # what os.fsdecode() makes of a file name that is not UTF-8
+    with pytest.raises(lightwork.OffloadPayloadError, match=r"argument 'word' of job '.*shout'"):
+        scheduler.offload(jobs.shout, name)
+    surrogate = re.escape("lone surrogate ('\\udce9')")
+    with pytest.raises(lightwork.OffloadPayloadError, match=surrogate):
+        scheduler.offload(jobs.shout, "x" * 70_000 + name)  # a size measured as UTF-8
+    with pytest.raises(lightwork.OffloadPayloadError, match="argument 'b' of job 'add'"):
+        scheduler.offload(jobs.add, 1, b={name: 1})  # type: ignore[arg-type]
+    assert scheduler.counts()["added"] == 0
+
+
+async def test_dict_keys_json_would_make_one_are_refused_and_distinct_ones_taken(
+    lightwork_tasks: TaskRecorder,
+) -> None:
+    backend = MemoryBackend()  # not run: add() would fail on these arguments
+    async with Scheduler(offload=Offloader(backend, outbox=None)) as scheduler:
+        for value, keys in [
+            ({1: "int key", "1": "str key"}, "1 and '1'"),
+            ([{"size": {"null": 0, None: 1}}], "None and 'null'"),
+            ((0, {True: 1, "true": 2}), "True and 'true'"),
+            ({"1.5": 0, 1.5: 1}, "1.5 and '1.5'"),
+        ]:
+            with pytest.raises(lightwork.OffloadPayloadError) as caught:
+                scheduler.offload(jobs.add, 1, b=value)  # type: ignore[arg-type]
+            assert str(caught.value).startswith(
+                f"argument 'b' of job 'add' has a dict with the keys {keys}, which JSON makes one"
+            )
+        assert scheduler.counts()["added"] == 0
+        distinct: Any = ({1: "a", "2": "b", None: "c"}, [{"1": 0}, {1.5: 1}])
+        scheduler.offload(jobs.add, *distinct)
+        await lightwork_tasks.join()
+    [taken] = backend.submissions
+    assert taken.args == [{"1": "a", "2": "b", "null": "c"}, [{"1": 0}, {"1.5": 1}]]
+
+
+async def test_a_job_id_utf8_cannot_carry_is_refused_at_the_call(scheduler: Scheduler) -> None:
+    with pytest.raises(TypeError, match="valid Unicode text"):
+        scheduler.offload(Job(jobs.add, 1), job_id="photo-\udce9.jpg")

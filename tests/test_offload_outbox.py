@@ -303,3 +303,51 @@ def test_the_outbox_checks_its_settings_and_jitters_its_backoff(tmp_path: Path) 
         delay = outbox.retry_delay(attempts)
         assert ceiling / 2 <= delay <= ceiling
     assert not (tmp_path / "o.db").exists()  # created only when a job is first deferred
+
+
+class GatedEngine(Engine):
+    """An engine that holds each hand-off it takes at a gate, so a test can act meanwhile."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.taking = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def submit(self, submission: Submission) -> None:
+        if self.available:
+            self.taking.set()
+            await self.gate.wait()
+        await super().submit(submission)
+
+
+async def test_cancelling_a_job_a_round_is_handing_over_is_left_to_the_engine(
+    tmp_path: Path, lightwork_tasks: TaskRecorder
+) -> None:
+    engine = GatedEngine()
+    engine.available = False
+    offloader = Offloader(engine, outbox=fast_outbox(tmp_path / "o.db", max_attempts=None))
+    async with Scheduler(offload=offloader) as scheduler, offloader:
+        ref = scheduler.offload(jobs.add, 1)
+        await lightwork_tasks.join()
+        engine.available = True
+        await asyncio.wait_for(engine.taking.wait(), 5)  # a round leased the job, hands it over
+        # The outbox keeps a leased job: the engine, which does not have it yet, says no.
+        assert await ref.cancel() is False
+        assert offloader.outbox is not None
+        assert await offloader.outbox.where("memory", ref.job_id) == "outbox"
+        engine.gate.set()
+        assert await ref.result(timeout=5) == 1  # not cancelled, so it ran
+
+
+async def test_a_job_the_outbox_cannot_keep_is_logged_as_lost_not_dead_lettered(
+    tmp_path: Path, lightwork_tasks: TaskRecorder, logs: Logs
+) -> None:
+    engine = Engine()
+    engine.available = False
+    offloader = Offloader(engine, outbox=Outbox(tmp_path))  # a directory: no database there
+    async with Scheduler(offload=offloader) as scheduler:
+        scheduler.offload(Job(jobs.add, 1), job_id="lost")
+        await lightwork_tasks.join()
+    [failed] = events(logs, "offload_failed")
+    assert "the outbox could not keep it" in failed["reason"]
+    assert failed["dead_letter"] is False

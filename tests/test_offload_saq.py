@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
+import saq
+from saq.job import Status
 
 import lightwork
 from lightwork import Job, JobStatus, Offloader, Scheduler
@@ -21,6 +24,7 @@ from tests.offload_servers import (
     start_saq_worker,
 )
 from tests.offload_support import offload_cpu_job_through_app, offload_through_an_outage
+from tests.support import wait_until
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -140,3 +144,45 @@ async def test_a_first_delivery_of_a_fresh_id_skips_the_duplicate_check(
         await lightwork_tasks.join()
         given = reads() - before - fresh
     assert (fresh, given) == (0, 1)  # the caller's id is checked against SAQ's jobs first
+
+
+async def test_a_job_whose_worker_died_fails_as_swept_rather_than_reading_cancelled(
+    redis_server: RedisServer, lightwork_tasks: TaskRecorder
+) -> None:
+    name = f"orphans-{uuid.uuid4().hex}"  # a queue no live worker reads
+    offloader = Offloader(SaqBackend(redis_server.url, queue=name), outbox=None)
+    dying_worker = saq.Queue.from_url(redis_server.url, name=name)
+    try:
+        async with Scheduler(offload=offloader) as scheduler:
+            ref = scheduler.offload(Job(jobs.add, 1), options={"timeout": 1})
+            await lightwork_tasks.join()
+            # A worker takes the job and dies with it, long past its timeout: the sweep any
+            # live worker runs aborts such a job, as "swept".
+            job = await dying_worker.dequeue()
+            assert job is not None
+            assert job.key == ref.job_id
+            await job.update(status=Status.ACTIVE, attempts=1, started=saq.utils.now() - 60_000)
+            assert await dying_worker.sweep(abort=0.1) == [job.id]
+            snapshot = await ref.snapshot()
+            with pytest.raises(lightwork.JobFailedError, match="swept"):
+                await ref.result(timeout=5)
+    finally:
+        await dying_worker.disconnect()
+    assert (snapshot.status, snapshot.error) == (JobStatus.FAILED, "swept")
+
+
+async def test_closing_on_a_hung_redis_is_bounded_and_closes_the_client_all_the_same() -> None:
+    with running_redis() as server:
+        assert server.process is not None
+        backend = SaqBackend(server.url, socket_timeout=0.5, connect_timeout=0.5)
+        server.process.send_signal(signal.SIGSTOP)  # Redis hangs: takes connections, never answers
+        try:
+            with pytest.raises(lightwork.BackendTimeoutError):
+                await backend.inspect("any")
+            # Bounded by one socket timeout of lightwork's, not by SAQ's retried unsubscribe.
+            with pytest.raises(lightwork.BackendTimeoutError, match="closed all the same"):
+                await backend.aclose()
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+        with redis.Redis.from_url(server.url) as client:
+            await wait_until(lambda: len(client.client_list()) == 1)  # this client's alone

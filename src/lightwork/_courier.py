@@ -118,9 +118,7 @@ class Courier:
                     return "failed"
                 return await self._defer(job, str(exc))
             except OffloadError as exc:  # refused for good: retrying would not help
-                self._log_failed(job, exc, attempts=1)
-                if self.outbox is not None:
-                    await self.outbox.give_up(self.destination, job, str(exc))
+                await self._give_up(job, exc)
                 return "failed"
             self._log_enqueued(job, attempts=1)
             if self.outbox_has_jobs:  # the engine is back: deliver what waits, now
@@ -147,12 +145,26 @@ class Courier:
         self._log_deferred(job, reason, None)
         return "deferred"
 
+    async def _give_up(self, job: PendingJob, error: OffloadError) -> None:
+        """Move a job the engine refused to the dead-letter table, if any, and log its end."""
+        if self.outbox is None:
+            self._log_failed(job, error, attempts=1)
+            return
+        try:
+            await self.outbox.give_up(self.destination, job, str(error))
+        except Exception as exc:  # noqa: BLE001 -- the outbox failed: the job's fate is logged
+            reason = f"{error}; and the outbox could not keep it: {exc!r}"
+            self._log_failed(job, reason, attempts=1, kept=False)
+        else:
+            self._log_failed(job, error, attempts=1)
+
     async def _defer(self, job: PendingJob, reason: str) -> Delivery:
         assert self.outbox is not None
         try:
             retry_at = await self.outbox.put(self.destination, job, reason)
         except Exception as exc:  # noqa: BLE001 -- the outbox failed: the job's fate is logged
-            self._log_failed(job, f"{reason}; and the outbox could not keep it: {exc!r}", 1)
+            lost = f"{reason}; and the outbox could not keep it: {exc!r}"
+            self._log_failed(job, lost, attempts=1, kept=False)
             return "failed"
         self.outbox_has_jobs = True
         self._log_deferred(job, reason, retry_at)
@@ -254,8 +266,8 @@ class Courier:
                     await self._postpone(str(exc), job)
                     break
                 except OffloadError as exc:
+                    await outbox.give_up(destination, job, str(exc))  # if this fails, retried
                     self._log_failed(job, exc, attempts=job.attempts + 1)
-                    await outbox.give_up(destination, job, str(exc))
                     continue
                 await outbox.delivered(destination, job.job_id)
                 self._log_enqueued(job, attempts=job.attempts + 1)
@@ -311,12 +323,19 @@ class Courier:
         logger.warning(events.OFFLOAD_DEFERRED, backend=self.destination, **fields)
 
     def _log_failed(
-        self, job: PendingJob, exc: BaseException | str, attempts: int, hint: str | None = None
+        self,
+        job: PendingJob,
+        exc: BaseException | str,
+        attempts: int,
+        hint: str | None = None,
+        *,
+        kept: bool = True,
     ) -> None:
+        """Log a job lightwork gave up on; *kept* says whether the dead-letter table has it."""
         self.counts["failed"] += 1
         fields: dict[str, Any] = {"reason": str(exc), "attempts": attempts}
         if self.outbox is not None:
-            fields["dead_letter"] = True
+            fields["dead_letter"] = kept
         if hint is not None:
             fields["hint"] = hint
         logger.error(

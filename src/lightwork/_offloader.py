@@ -224,9 +224,14 @@ class Offloader:
         fresh_id = job_id is None
         if job_id is None:
             job_id = os.urandom(16).hex()  # as random as uuid4(), without its object
-        elif not isinstance(job_id, str) or not 0 < len(job_id) <= _MAX_JOB_ID_LENGTH:
+        elif (
+            not isinstance(job_id, str)
+            or not 0 < len(job_id) <= _MAX_JOB_ID_LENGTH
+            or not (job_id.isascii() or _is_utf8(job_id))
+        ):
             raise TypeError(
-                f"job_id must be a string of 1 to {_MAX_JOB_ID_LENGTH} characters, not {job_id!r}"
+                f"job_id must be a string of 1 to {_MAX_JOB_ID_LENGTH} characters of valid "
+                f"Unicode text, not {job_id!r}"
             )
         if delay is not None:
             check_duration("delay", delay)
@@ -330,6 +335,15 @@ class Offloader:
         if not self.backend.capabilities.cancel:
             raise self.backend.unsupported("cancel jobs")
         return await self._courier.call("cancel a job", self.backend.cancel(job_id))
+
+
+def _is_utf8(text: str) -> bool:
+    """Tell whether UTF-8 can encode *text*: no lone surrogate (``os.listdir()`` makes them)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def offloader_for(value: Offloader | OffloadBackend | None) -> Offloader:

@@ -59,6 +59,7 @@ SELECT job_id, name, payload, run_at, priority, options, created_at, attempts FR
 WHERE destination = ? AND ((retry_at <= ? AND leased_until <= ?) OR job_id = ?)
 """
 _DELETE: Final = "DELETE FROM outbox WHERE destination = ? AND job_id = ?"
+_DELETE_UNLEASED: Final = _DELETE + " AND leased_until <= ?"
 _TO_DEAD_LETTER: Final = """
 INSERT OR REPLACE INTO dead_letter (destination, job_id, name, payload, run_at, priority,
     options, created_at, attempts, last_error, failed_at)
@@ -254,15 +255,24 @@ class Outbox:
         """Forget a job the engine has taken."""
         await self._run(self._delete, destination, job_id)
 
-    def _delete(self, destination: str, job_id: str) -> bool:
+    def _delete(self, destination: str, job_id: str) -> None:
+        db = self._connect(create=False)
+        if db is not None:
+            db.execute(_DELETE, (destination, job_id))
+
+    async def discard(self, destination: str, job_id: str) -> bool:
+        """Remove a waiting job, so it is never delivered; return whether it was removed.
+
+        A job a round is delivering right now (its lease is live) is not removed: the
+        engine may be taking it, so only the engine can cancel it.
+        """
+        return bool(await self._run(self._discard, destination, job_id))
+
+    def _discard(self, destination: str, job_id: str) -> bool:
         db = self._connect(create=False)
         if db is None:
             return False
-        return db.execute(_DELETE, (destination, job_id)).rowcount > 0
-
-    async def discard(self, destination: str, job_id: str) -> bool:
-        """Remove a waiting job, so it is never delivered; return whether it was there."""
-        return bool(await self._run(self._delete, destination, job_id))
+        return db.execute(_DELETE_UNLEASED, (destination, job_id, time.time())).rowcount > 0
 
     async def postpone_due(
         self, destination: str, error: str, claimed: str

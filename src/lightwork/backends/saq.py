@@ -22,6 +22,7 @@ the outbox after a lost reply) runs once.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from typing import TYPE_CHECKING, Any, Final
@@ -67,10 +68,12 @@ _STATUSES: Final = {
     Status.QUEUED: JobStatus.QUEUED,
     Status.ACTIVE: JobStatus.RUNNING,
     Status.ABORTING: JobStatus.RUNNING,
-    Status.ABORTED: JobStatus.CANCELLED,
+    Status.ABORTED: JobStatus.CANCELLED,  # when lightwork aborted it: see inspect()
     Status.FAILED: JobStatus.FAILED,
     Status.COMPLETE: JobStatus.COMPLETED,
 }
+_CANCELLED: Final = "cancelled through lightwork"
+"""The error lightwork's aborts carry, which tells them from SAQ's own (a dead worker's job)."""
 
 
 class SaqBackend(OffloadBackend):
@@ -168,7 +171,11 @@ class SaqBackend(OffloadBackend):
             raise self._translated(exc, "read a job") from exc
         if job is None:
             return JobSnapshot(JobStatus.UNKNOWN)
-        return JobSnapshot(_STATUSES[job.status], job.result, job.error)
+        status = _STATUSES[job.status]
+        if job.status is Status.ABORTED and job.error != _CANCELLED:
+            # SAQ's sweeper aborts a job whose worker died ("swept"): a failure, not a cancel.
+            status = JobStatus.FAILED
+        return JobSnapshot(status, job.result, job.error)
 
     async def cancel(self, job_id: str) -> bool:
         """Abort the job: a queued one never starts, a running one is cancelled."""
@@ -178,23 +185,34 @@ class SaqBackend(OffloadBackend):
             if job is None or _STATUSES[job.status].done:
                 return False
             waiting = job.status in (Status.NEW, Status.QUEUED)
-            await queue.abort(job, error="cancelled through lightwork")
+            await queue.abort(job, error=_CANCELLED)
             if waiting and (job := await queue.job(job_id)) and job.status is Status.ABORTING:
                 # SAQ finishes an aborted job itself only when it was in the ready list;
                 # a delayed one would stay "aborting" for ever.
-                await queue.finish(job, Status.ABORTED, error="cancelled through lightwork")
+                await queue.finish(job, Status.ABORTED, error=_CANCELLED)
         except _REDIS_ERRORS as exc:
             raise self._translated(exc, "abort a job") from exc
         return True
 
     async def aclose(self) -> None:
-        """Close the Redis connections; the next call opens new ones."""
+        """Close the Redis connections, within a socket timeout; the next call opens new ones."""
         queue, self._queue = self._queue, None
-        if queue is not None:
-            try:
+        if queue is None:
+            return
+        try:
+            # SAQ unsubscribes from Redis first: a hung Redis would hold that for two socket
+            # timeouts (a retry), and an error would skip closing the connections.
+            async with asyncio.timeout(self.socket_timeout):
                 await queue.disconnect()
-            except _REDIS_ERRORS as exc:
-                raise self._translated(exc, "disconnect") from exc
+        except TimeoutError as exc:
+            raise BackendTimeoutError(
+                f"Redis did not answer within {self.socket_timeout}s (disconnect); its "
+                "connections are closed all the same"
+            ) from exc
+        except _REDIS_ERRORS as exc:
+            raise self._translated(exc, "disconnect") from exc
+        finally:
+            await queue.redis.aclose(close_connection_pool=True)
 
     def _translated(self, exc: Exception, what: str) -> BackendError:
         # A function, not a context manager: it is on every job's path.
