@@ -128,6 +128,22 @@ async def test_after_max_attempts_a_job_moves_to_the_dead_letter_table_and_can_b
     assert events(logs, "offload_dead_letters_requeued")[0]["jobs"] == 1
 
 
+async def test_cancelling_a_dead_letter_removes_it_so_no_retry_revives_it(
+    tmp_path: Path, logs: Logs
+) -> None:
+    engine = Engine()
+    engine.available = False
+    offloader = Offloader(engine, outbox=fast_outbox(tmp_path / "outbox.db", max_attempts=1))
+    async with Scheduler(offload=offloader) as scheduler, offloader:
+        ref = scheduler.offload(Job(jobs.add, 5), job_id="abandoned")
+        await wait_until(lambda: bool(events(logs, "offload_failed")))
+        assert await ref.cancel() is True
+        assert await offloader.dead_letters() == []
+        engine.available = True
+        assert await offloader.retry_dead_letters() == 0
+    assert engine.submissions == []
+
+
 async def test_a_slow_engine_counts_as_down_after_the_call_timeout(
     tmp_path: Path, lightwork_tasks: TaskRecorder, logs: Logs
 ) -> None:

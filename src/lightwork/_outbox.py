@@ -60,6 +60,7 @@ WHERE destination = ? AND ((retry_at <= ? AND leased_until <= ?) OR job_id = ?)
 """
 _DELETE: Final = "DELETE FROM outbox WHERE destination = ? AND job_id = ?"
 _DELETE_UNLEASED: Final = _DELETE + " AND leased_until <= ?"
+_DELETE_DEAD_LETTER: Final = "DELETE FROM dead_letter WHERE destination = ? AND job_id = ?"
 _TO_DEAD_LETTER: Final = """
 INSERT OR REPLACE INTO dead_letter (destination, job_id, name, payload, run_at, priority,
     options, created_at, attempts, last_error, failed_at)
@@ -261,7 +262,7 @@ class Outbox:
             db.execute(_DELETE, (destination, job_id))
 
     async def discard(self, destination: str, job_id: str) -> bool:
-        """Remove a waiting job, so it is never delivered; return whether it was removed.
+        """Remove a waiting job or a dead letter, so it is never sent; return whether it was.
 
         A job a round is delivering right now (its lease is live) is not removed: the
         engine may be taking it, so only the engine can cancel it.
@@ -272,7 +273,10 @@ class Outbox:
         db = self._connect(create=False)
         if db is None:
             return False
-        return db.execute(_DELETE_UNLEASED, (destination, job_id, time.time())).rowcount > 0
+        with _transaction(db):
+            waiting = db.execute(_DELETE_UNLEASED, (destination, job_id, time.time())).rowcount
+            dead = db.execute(_DELETE_DEAD_LETTER, (destination, job_id)).rowcount
+        return waiting + dead > 0
 
     async def postpone_due(
         self, destination: str, error: str, claimed: str
@@ -433,10 +437,7 @@ class Outbox:
             moved = 0
             for job_id in job_ids:
                 moved += db.execute(_FROM_DEAD_LETTER, (destination, job_id)).rowcount
-                db.execute(
-                    "DELETE FROM dead_letter WHERE destination = ? AND job_id = ?",
-                    (destination, job_id),
-                )
+                db.execute(_DELETE_DEAD_LETTER, (destination, job_id))
         return moved
 
 
