@@ -186,3 +186,27 @@ async def test_closing_on_a_hung_redis_is_bounded_and_closes_the_client_all_the_
             server.process.send_signal(signal.SIGCONT)
         with redis.Redis.from_url(server.url) as client:
             await wait_until(lambda: len(client.client_list()) == 1)  # this client's alone
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"timeout": -1}, "'timeout' option must be seconds, 0 or more"),
+        ({"retries": -1}, "'retries' option must be a whole number, 0 or more"),
+        ({"retry_backoff": "yes"}, "'retry_backoff' option must be True, False"),
+        ({"meta": ["not", "a", "dict"]}, "'meta' option must be a dict"),
+    ],
+)
+async def test_saq_option_values_are_checked_at_the_call(
+    options: dict[str, Any], message: str
+) -> None:
+    # No Redis needed: the check comes before any call to the engine.
+    with pytest.raises(ValueError, match=message):
+        SaqBackend("redis://127.0.0.1:1", job_options=options)
+    offloader = Offloader(SaqBackend("redis://127.0.0.1:1"), outbox=None)
+    async with Scheduler(offload=offloader) as scheduler:
+        with pytest.raises(ValueError, match=message):
+            scheduler.offload(Job(jobs.add, 1), options=options)
+        ref = scheduler.offload(Job(jobs.add, 1), options={"timeout": 60, "retry_backoff": 0.5})
+        assert ref._delivery is not None
+        ref._delivery.cancel()  # accepted; there is no engine to reach here

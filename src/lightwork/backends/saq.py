@@ -116,6 +116,7 @@ class SaqBackend(OffloadBackend):
                 f"unknown SAQ job option(s) {', '.join(map(repr, sorted(unknown)))}; "
                 f"known: {', '.join(sorted(JOB_OPTIONS))}"
             )
+        self.check_options(job_options or {})
         self.url = url
         self.queue_name = queue
         self.job_options = dict(job_options or {})
@@ -162,6 +163,14 @@ class SaqBackend(OffloadBackend):
                 await queue.enqueue(job)
         except _REDIS_ERRORS as exc:
             raise self._translated(exc, "enqueue a job") from exc
+
+    def check_options(self, options: Mapping[str, JSONValue]) -> None:
+        """Refuse SAQ job option values that SAQ would misread or fail on."""
+        for option, value in options.items():
+            if option in _OPTION_RULES:
+                valid, what = _OPTION_RULES[option]
+                if not valid(value):
+                    raise ValueError(f"SAQ's {option!r} option must be {what}, not {value!r}")
 
     async def inspect(self, job_id: str) -> JobSnapshot:
         """Return SAQ's status of the job, with its result or error once it has ended."""
@@ -268,3 +277,33 @@ def _saq_function(
 
     run.__qualname__ = run.__name__ = registration.name
     return run
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _seconds(value: object) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )
+
+
+_OPTION_RULES: Final[dict[str, tuple[Callable[[object], bool], str]]] = {
+    "timeout": (_seconds, "seconds, 0 or more (0: no timeout)"),
+    "heartbeat": (_seconds, "seconds, 0 or more (0: no heartbeat)"),
+    "retries": (_count, "a whole number, 0 or more"),
+    "ttl": (
+        lambda value: isinstance(value, int) and not isinstance(value, bool),
+        "a whole number of seconds (for SAQ, -1 keeps the job and 0 forgets it at once)",
+    ),
+    "retry_delay": (_seconds, "seconds, 0 or more"),
+    "retry_backoff": (
+        lambda value: isinstance(value, bool) or _seconds(value),
+        "True, False, or the longest delay in seconds",
+    ),
+    "meta": (lambda value: isinstance(value, dict), "a dict"),
+}
