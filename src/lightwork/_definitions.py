@@ -1,4 +1,12 @@
-"""``@lightwork.task``: defaults attached to a function, found again from its coroutines."""
+"""``@lightwork.task``: defaults attached to a function, found again from it or its coroutines.
+
+``add_task(fn, ...)`` reads the definition off the function itself, so it is found whatever the
+order of the decorators (``functools.wraps`` copies ``__dict__`` to the wrapper).
+``add_task(fn(...))`` only has the coroutine, which knows its code and its function's qualname.
+Functions wrapped by one decorator share the wrapper's code, but ``functools.wraps`` gives each
+its own qualname: the pair tells them apart. Nothing is kept per function object, because a
+function defined inside an endpoint is a new object at every request.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +14,7 @@ import functools
 import inspect
 from collections.abc import Callable
 from types import CodeType, CoroutineType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from ._options import UNSET, TaskOptions, _Unset
 
@@ -15,9 +23,23 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Keyed by code object, so that both ``add_task(fn, ...)`` and ``add_task(fn(...))`` find the
-# definition: a coroutine object knows its code (``cr_code``) but not its function.
-_definitions: dict[CodeType, TaskOptions] = {}
+Facts = tuple[bool, TaskOptions | None, str]
+"""What ``add_task`` must know of a function: whether it is async, its definition, its name."""
+
+_ATTRIBUTE: Final = "_lightwork_task"
+"""The attribute of a decorated function that holds its definition."""
+_CO_COROUTINE: Final = inspect.CO_COROUTINE  # one lookup, not two, on add_task's hot path
+
+_definitions: dict[tuple[CodeType, str], TaskOptions] = {}
+"""The definitions, for coroutines: by code and qualname of the decorated function."""
+_ambiguous: set[tuple[CodeType, str]] = set()
+"""Code and qualname shared by decorated functions with different options (made by a factory)."""
+_coroutine_facts: dict[str, tuple[CodeType, Facts]] = {}
+"""The facts of coroutines, by qualname, with the code they are for. By qualname because a
+string keeps its hash and a code object does not: hashing one hashes all its constants, at
+every lookup. Same-named functions of different modules replace each other: slower, still right."""
+_function_facts: dict[tuple[CodeType, str | None], tuple[bool, str]] = {}
+"""Whether a callable that is not a plain async function is async, and its name."""
 
 
 def task(
@@ -37,6 +59,12 @@ def task(
     Both forms of ``add_task`` pick the defaults up; options passed to ``add_task`` win.
     The function is returned unchanged, so it can still be called and tested directly.
 
+    Under another decorator (one that uses ``functools.wraps``), ``add_task(fn, ...)`` still
+    finds the defaults, but ``add_task(fn(...))`` does not: the coroutine comes from the
+    wrapper. Put ``@lightwork.task`` outermost for the coroutine form to see them. Functions
+    made by one factory share their code and name: if their options differ, only
+    ``add_task(fn, ...)`` can tell them apart, and ``add_task(fn(...))`` raises ``TypeError``.
+
     Args:
         name: the task's name in logs and metrics (default: the function's qualified name).
         timeout: seconds before the task is cancelled; ``None`` for no limit.
@@ -51,6 +79,10 @@ def task(
         inline: run a sync function on the event loop itself instead of in a worker
             thread: for very short work, where a thread costs more than the call. It is
             timed as one step, so a slow one is reported as blocking the loop.
+
+    Raises:
+        TypeError: what is decorated is not a function, or ``inline=True`` decorates an
+            async one.
 
     Example:
         ```python
@@ -73,65 +105,113 @@ def task(
     )
 
     def register(fn: F) -> F:
-        code = code_of(fn)
-        if code is None:
+        target = _unwrap_partials(fn)
+        code = getattr(target, "__code__", None)
+        if not isinstance(code, CodeType):
             raise TypeError(f"@lightwork.task decorates functions, not {fn!r}")
         if inline and code.co_flags & (inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR):
-            raise TypeError(f"inline=True is for sync functions; {fn.__qualname__} is async")
-        _definitions[code] = options
-        _facts.pop(code, None)
+            raise TypeError(f"inline=True is for sync functions; {fn!r} is async")
+        replaced = getattr(fn, _ATTRIBUTE, None)
+        try:
+            setattr(fn, _ATTRIBUTE, options)
+        except AttributeError:  # a bound method: its function is shared by every instance
+            raise TypeError(f"@lightwork.task decorates functions, not {fn!r}") from None
+        if target is fn:  # a partial's coroutines are its function's: they carry no definition
+            _register_for_coroutines((code, fn.__qualname__), options, replaced)
         return fn
 
     return register
 
 
-def code_of(fn: object) -> CodeType | None:
-    """Return the code object behind a function or a ``functools.partial`` of one."""
+def _register_for_coroutines(
+    key: tuple[CodeType, str], options: TaskOptions, replaced: TaskOptions | None
+) -> None:
+    """Register *options* for the coroutines of the function *key* names.
+
+    A function decorated again replaces its own definition (*replaced*); another function
+    that shares its code and qualname, with other options, makes the key ambiguous.
+    """
+    known = _definitions.get(key)
+    if known is None or known is replaced or known == options:
+        _definitions[key] = options
+    else:
+        _ambiguous.add(key)
+    _coroutine_facts.pop(key[1], None)
+
+
+def _unwrap_partials(fn: object) -> object:
     while isinstance(fn, functools.partial):
         fn = fn.func
-    code = getattr(fn, "__code__", None)
-    return code if isinstance(code, CodeType) else None
+    return fn
 
 
-def definition_of(code: CodeType | None) -> TaskOptions | None:
-    """Return the options ``@lightwork.task`` gave the function with this code, if any."""
-    return _definitions.get(code) if code is not None else None
+def definition_of(fn: object) -> TaskOptions | None:
+    """Return the options ``@lightwork.task`` gave *fn*, or the function *fn* is a partial of."""
+    definition: TaskOptions | None = getattr(fn, _ATTRIBUTE, None)
+    while definition is None and isinstance(fn, functools.partial):
+        fn = fn.func
+        definition = getattr(fn, _ATTRIBUTE, None)
+    return definition
 
 
-# What add_task(fn, ...) must know about a function, found once per code object.
-_facts: dict[CodeType, tuple[bool, TaskOptions | None, str]] = {}
-
-
-def facts_of(fn: Callable[..., Any]) -> tuple[bool, TaskOptions | None, str]:
+def facts_of(fn: Callable[..., Any]) -> Facts:
     """Return whether *fn* is async, its ``@task`` options, and its task name.
 
     Raises:
         TypeError: *fn* is an async generator function, which no task can run.
     """
-    code = code_of(fn)
-    if code is not None and (known := _facts.get(code)) is not None:
-        return known
-    if code is not None and code.co_flags & inspect.CO_ASYNC_GENERATOR:
-        raise TypeError(f"add_task() cannot run the async generator function {fn!r}")
-    is_async = bool(code is not None and code.co_flags & inspect.CO_COROUTINE)
-    facts = (is_async or _is_async_callable(fn), definition_of(code), name_of(fn))
-    if code is not None:
-        _facts[code] = facts
-    return facts
+    code = getattr(fn, "__code__", None)
+    if isinstance(code, CodeType) and code.co_flags & _CO_COROUTINE:
+        # An async function or method, the common case: its own attributes say it all. The
+        # name is short_name(), inlined, as this is add_task's hot path.
+        return True, getattr(fn, _ATTRIBUTE, None), fn.__qualname__.rpartition("<locals>.")[2]
+    return _facts_of_other(fn)
 
 
-def facts_of_coroutine(coro: CoroutineType[Any, Any, Any]) -> tuple[bool, TaskOptions | None, str]:
-    """Return what ``facts_of`` returns for the function that made *coro*."""
-    code = coro.cr_code
-    facts = _facts.get(code)
-    if facts is None:
-        facts = _facts[code] = (True, definition_of(code), short_name(coro.__qualname__))
+def _facts_of_other(fn: Callable[..., Any]) -> Facts:
+    target = _unwrap_partials(fn)
+    code = getattr(target, "__code__", None)
+    if not isinstance(code, CodeType):  # a callable object: nothing to cache it by
+        return _is_async_callable(fn), definition_of(fn), name_of(target)
+    key = (code, getattr(target, "__qualname__", None))
+    known = _function_facts.get(key)
+    if known is None:
+        if code.co_flags & inspect.CO_ASYNC_GENERATOR:
+            raise TypeError(f"add_task() cannot run the async generator function {fn!r}")
+        is_async = bool(code.co_flags & _CO_COROUTINE) or _is_async_callable(fn)
+        known = _function_facts[key] = (is_async, name_of(target))
+    return known[0], definition_of(fn), known[1]
+
+
+def facts_of_coroutine(coro: CoroutineType[Any, Any, Any]) -> Facts:
+    """Return what ``facts_of`` returns for the function that made *coro*.
+
+    Raises:
+        TypeError: decorated functions with the code and qualname of *coro* have different
+            options, so which of them made it is unknown.
+    """
+    known = _coroutine_facts.get(coro.__qualname__)
+    if known is not None and known[0] is coro.cr_code:
+        return known[1]
+    return _find_facts_of_coroutine(coro)
+
+
+def _find_facts_of_coroutine(coro: CoroutineType[Any, Any, Any]) -> Facts:
+    code, qualname = coro.cr_code, coro.__qualname__
+    key = (code, qualname)
+    if key in _ambiguous:
+        raise TypeError(
+            f"add_task() cannot tell which @lightwork.task definition of {qualname} made "
+            f"{coro!r}, as functions of that name have different options: pass the function "
+            f"instead, add_task({short_name(qualname)}, *args)"
+        )
+    facts = (True, _definitions.get(key), short_name(qualname))
+    _coroutine_facts[qualname] = (code, facts)
     return facts
 
 
 def _is_async_callable(obj: object) -> bool:
-    while isinstance(obj, functools.partial):
-        obj = obj.func
+    obj = _unwrap_partials(obj)
     return inspect.iscoroutinefunction(obj) or inspect.iscoroutinefunction(
         getattr(obj, "__call__", None)  # noqa: B004 -- an async __call__, not callability
     )
@@ -139,8 +219,7 @@ def _is_async_callable(obj: object) -> bool:
 
 def name_of(fn: object) -> str:
     """Return the default task name of a callable: its qualified name, without ``<locals>``."""
-    while isinstance(fn, functools.partial):
-        fn = fn.func
+    fn = _unwrap_partials(fn)
     name = getattr(fn, "__qualname__", None)
     return short_name(name if isinstance(name, str) else type(fn).__qualname__)
 
