@@ -159,11 +159,11 @@ def _lightwork(
 
             async def round_(plan: AsyncIterable[int], fn: TaskFn, between: Hook) -> None:
                 if define:
-                    # Keyed by code object, so this gives the workload itself these defaults;
-                    # harmless, as each contender runs in a process of its own.
+                    # On the workload's function itself (a bound method's too): harmless, as
+                    # each contender runs in a process of its own.
                     lightwork.task(
                         timeout=CALLBACK_TIMEOUT_S, on_complete=_ignore, on_error=_ignore
-                    )(fn)
+                    )(getattr(fn, "__func__", fn))
                 if with_options:
                     async for count in plan:
                         for _ in range(count):
