@@ -47,7 +47,8 @@ if TYPE_CHECKING:
 SERVE_PORT = 8000
 PRIMES_BELOW = 300_000
 
-# An application configures logging; lightwork never does. INFO shows each job's hand-off.
+# An application configures logging; lightwork never does. At INFO, a hand-off shows only when
+# it needs attention (deferred or failed); DEBUG shows each one (offload_enqueued).
 structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
 
 

@@ -214,3 +214,19 @@ async def test_after_uninstall_the_spans_already_open_still_end_with_their_tasks
     assert span.attributes is not None
     assert span.attributes["lightwork.task.state"] == "completed"
     assert tracer not in observers
+
+
+async def test_a_tracer_leaving_as_its_last_task_ends_does_not_hide_that_end_from_others(
+    provider: TracerProvider, scheduler: Scheduler
+) -> None:
+    release = asyncio.Event()
+    with TaskTracer(tracer_provider=provider), TaskRecorder() as recorder:
+        handle = scheduler.add_task(release.wait(), name="traced")
+        await asyncio.sleep(0)
+    # The tracer has been uninstalled; it leaves the observers as its span ends, and the
+    # recorder, told after it, must still hear of that end.
+    with recorder:
+        release.set()
+        await handle
+        await recorder.join(timeout=1)
+    assert recorder.names(TaskState.COMPLETED) == ["traced"]

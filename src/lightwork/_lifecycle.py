@@ -79,7 +79,7 @@ class Lifecycle:
         TASK_ID_VAR.set(handle.id)
         self._stats.started(handle.name)
         if observers:
-            for observer in observers:
+            for observer in tuple(observers):  # one may remove itself as it is told
                 observer.task_started(handle)
 
     def _on_first_wait(self, handle: TaskHandle[Any]) -> None:
@@ -292,5 +292,5 @@ class Lifecycle:
 
 
 def _tell_ended(handle: TaskHandle[Any]) -> None:
-    for observer in observers:
+    for observer in tuple(observers):  # one may remove itself as it is told
         observer.task_ended(handle)

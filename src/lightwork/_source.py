@@ -261,7 +261,7 @@ def _new_handle(
         handle = _with_options(scheduler, coro, definition or NO_OPTIONS, default_name, call)
     scheduler._stats.added(handle.name)
     if observers:
-        for observer in observers:
+        for observer in tuple(observers):  # one may remove itself as it is told
             observer.task_added(handle)
     return handle
 
