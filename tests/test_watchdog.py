@@ -88,6 +88,77 @@ async def test_a_stall_inside_a_garbage_collection_is_blamed_on_the_collector(
     assert scheduler.counts()["completed"] == 1
 
 
+async def test_a_collection_that_holds_the_gil_is_still_blamed_on_the_collector(
+    logs: Logs,
+) -> None:
+    # A real collection holds the GIL: the watchdog's thread only gets to look as it ends.
+    def gil_holding_collection(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and collecting.is_set():
+            collecting.clear()
+            sum(range(terms))  # one call into C, which keeps the GIL until it returns
+
+    started = time.perf_counter()
+    sum(range(1_000_000))
+    terms = int(1_000_000 * 0.2 / (time.perf_counter() - started))  # about 0.2 s of it
+
+    async def collect_garbage() -> None:
+        collecting.set()
+        gc.collect()
+
+    collecting = threading.Event()
+    async with Scheduler(watchdog=0.05, block_threshold=None) as scheduler:
+        gc.callbacks.append(gil_holding_collection)
+        try:
+            await scheduler.add_task(collect_garbage)
+            await asyncio.sleep(0.1)  # the watchdog's next look
+        finally:
+            gc.callbacks.remove(gil_holding_collection)
+    reports = events(logs, "event_loop_blocked")
+    assert reports, "the stall was not reported"
+    assert all(report["task"] == "collect_garbage" for report in reports)
+    assert all("garbage collector" in report["hint"] for report in reports)
+    assert max(report["gc_ms"] for report in reports) >= 50
+
+
+async def test_a_collection_in_another_thread_is_not_taken_off_a_blocking_step(
+    logs: Logs,
+) -> None:
+    def slow_collection(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and threading.current_thread() is worker:
+            time.sleep(0.15)  # the worker's collection: the loop thread goes on meanwhile
+
+    async def blocking_call() -> None:
+        worker.start()  # collects while this step blocks the loop
+        time.sleep(0.3)  # noqa: ASYNC251 -- the blocking call under test
+
+    worker = threading.Thread(target=gc.collect)
+    async with Scheduler(block_threshold=0.1) as scheduler:
+        gc.callbacks.append(slow_collection)
+        try:
+            handle = scheduler.add_task(blocking_call())
+            await handle
+        finally:
+            gc.callbacks.remove(slow_collection)
+            worker.join(5)
+    assert handle.longest_step >= 0.3
+    [blocking] = events(logs, "background_task_blocking")
+    assert blocking["blocked_ms"] >= 300
+
+
+def test_a_watchdog_started_on_first_use_stops_with_its_loop(logs: Logs) -> None:
+    async def add_one() -> None:
+        scheduler.add_task(asyncio.sleep(0))  # starts the scheduler, and its watchdog
+
+    scheduler = Scheduler(watchdog=0.05)
+    asyncio.run(add_one())  # the loop ends; no lifespan closes the scheduler
+    watchdog = scheduler.watchdog
+    assert watchdog is not None
+    assert watchdog._thread is not None
+    watchdog._thread.join(5)
+    assert not watchdog._thread.is_alive()
+    assert events(logs, "event_loop_blocked") == []
+
+
 def test_a_request_handler_that_blocks_is_named_by_its_route(logs: Logs) -> None:
     async def report(request: Request) -> Response:
         deadline = time.monotonic() + 5

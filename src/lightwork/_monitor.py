@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Coroutine, Generator
+from threading import get_ident
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -24,27 +25,38 @@ stepping: TaskHandle[Any] | None = None
 """The task whose step runs on the event loop right now, read by the loop watchdog."""
 
 gc_seconds = 0.0
-"""Seconds spent in garbage collection so far, once ``count_gc_time()`` has run."""
+"""Seconds spent in garbage collection on event-loop threads, once ``count_gc_time()`` ran."""
 collecting_since = 0.0
 """When the collection running now began (``perf_counter()``); 0.0 while none runs."""
+last_collection = (0.0, 0.0)
+"""When the last finished collection began and ended: the watchdog's thread, which waits for
+the GIL a collection holds, may only look once it has ended."""
+_loop_threads: set[int] = set()
+"""The threads that run an event loop: a collection in another thread pauses no task's step."""
 
 
 def _on_gc(phase: str, info: dict[str, int]) -> None:
-    global gc_seconds, collecting_since  # noqa: PLW0603
+    global gc_seconds, collecting_since, last_collection  # noqa: PLW0603
+    if get_ident() not in _loop_threads:
+        return
     if phase == "start":
         collecting_since = perf_counter()
-    else:
-        gc_seconds += perf_counter() - collecting_since
+    elif collecting_since:
+        end = perf_counter()
+        gc_seconds += end - collecting_since
+        last_collection = (collecting_since, end)
         collecting_since = 0.0
 
 
 def count_gc_time() -> None:
-    """Keep ``gc_seconds`` and ``collecting_since`` up to date.
+    """Keep ``gc_seconds``, ``collecting_since`` and ``last_collection`` up to date.
 
     Under load a full collection can pause the loop for tens of milliseconds in the middle
     of any task's step; that pause is the collector's, not the task's. The step timer
-    subtracts it, and the loop watchdog says when a stall is a collection.
+    subtracts it, and the loop watchdog says when a stall is a collection. Called on the
+    loop's thread: collections in other threads (a worker thread's) do not count.
     """
+    _loop_threads.add(get_ident())
     if _on_gc not in gc.callbacks:
         gc.callbacks.append(_on_gc)
 

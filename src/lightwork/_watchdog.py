@@ -82,7 +82,11 @@ class LoopWatchdog:
 
     def _watch(self) -> None:
         reported_beat = 0.0
+        loop = self._loop
+        assert loop is not None
         while not self._stop.wait(self._interval):
+            if not loop.is_running():  # it ended without a shutdown to stop this thread
+                return
             last_beat = self._last_beat
             stuck = perf_counter() - last_beat - self._interval  # past the beat it missed
             if stuck >= self.threshold_s and last_beat != reported_beat:
@@ -90,17 +94,23 @@ class LoopWatchdog:
                 self._report(stuck)
 
     def _report(self, stuck: float) -> None:
-        frame = sys._current_frames().get(self._loop_thread)
-        stack = "".join(traceback.format_stack(frame, limit=_STACK_LIMIT)) if frame else ""
+        # What the loop thread is doing, read first: formatting the stack lets it run on.
+        now = perf_counter()
         handle: TaskHandle[Any] | None = _monitor.stepping
+        current = asyncio.current_task(self._loop) if handle is None else None
+        collecting_since = _monitor.collecting_since
+        began, ended = _monitor.last_collection
+        frame = sys._current_frames().get(self._loop_thread)
+        if collecting_since:
+            in_gc = now - collecting_since
+        else:  # a collection holds the GIL: this thread may only see a stall once it ended
+            in_gc = max(ended - max(began, now - stuck), 0.0)
+        stack = "".join(traceback.format_stack(frame, limit=_STACK_LIMIT)) if frame else ""
         culprit: dict[str, object]
         if handle is not None:
             culprit = {"task": handle.name, "task_id": handle.id, "route": handle.route}
         else:
-            current = asyncio.current_task(self._loop)
             culprit = {"task": None, "route": requests.get(current) if current else None}
-        collecting_since = _monitor.collecting_since  # read once: the loop thread writes it
-        in_gc = perf_counter() - collecting_since if collecting_since else 0.0
         log.logger.warning(
             log.LOOP_BLOCKED,
             stuck_ms=ms(stuck),
@@ -108,5 +118,5 @@ class LoopWatchdog:
             gc_ms=ms(in_gc),
             **culprit,
             stack=stack,
-            hint=log.GC_PAUSE_HINT if in_gc else log.BLOCKING_HINT,
+            hint=log.GC_PAUSE_HINT if in_gc >= stuck / 2 else log.BLOCKING_HINT,
         )
