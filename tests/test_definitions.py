@@ -7,6 +7,7 @@ import functools
 import inspect
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
+from unittest.mock import AsyncMock, MagicMock
 
 import pytest
 
@@ -97,6 +98,7 @@ def job_named(name: str) -> Callable[[], Coroutine[Any, Any, str]]:
     """Make a function that shares its code and qualname with every other one made here."""
 
     @lightwork.task(name=name)
+    @traced
     async def job() -> str:
         await asyncio.sleep(0)
         return name
@@ -107,6 +109,8 @@ def job_named(name: str) -> Callable[[], Coroutine[Any, Any, str]]:
 async def test_a_coroutine_whose_definition_is_ambiguous_is_refused_clearly(
     scheduler: Scheduler,
 ) -> None:
+    # Wrapped by one decorator, under one name, with two definitions: only the function
+    # form can tell them apart.
     first, second = job_named("first"), job_named("second")
     handles = [scheduler.add_task(first), scheduler.add_task(second)]
     assert [handle.name for handle in handles] == ["first", "second"]
@@ -115,6 +119,21 @@ async def test_a_coroutine_whose_definition_is_ambiguous_is_refused_clearly(
     with pytest.raises(TypeError, match=r"pass the function instead, add_task\(job, \*args\)"):
         scheduler.add_task(coro)
     assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED
+
+
+async def test_a_function_defined_per_request_takes_that_requests_definition(
+    scheduler: Scheduler,
+) -> None:
+    async def endpoint(user: str) -> TaskHandle[str]:
+        @lightwork.task(name=f"welcome {user}", on_error=lambda error: None)
+        async def welcome() -> str:
+            return user
+
+        return scheduler.add_task(welcome())
+
+    handles = [await endpoint(user) for user in ("ann", "bob", "cy")]
+    assert [handle.name for handle in handles] == ["welcome ann", "welcome bob", "welcome cy"]
+    assert [await handle for handle in handles] == ["ann", "bob", "cy"]
 
 
 async def report() -> None:
@@ -180,6 +199,21 @@ class Mailer:
         await asyncio.sleep(0)
 
 
-def test_methods_of_an_object_cannot_be_decorated_one_by_one() -> None:
-    with pytest.raises(TypeError, match=r"decorates functions, not <bound method Mailer\.send"):
-        lightwork.task(name="x")(Mailer().send)
+async def test_a_bound_method_decorated_defines_its_function_for_every_instance(
+    scheduler: Scheduler,
+) -> None:
+    mailer = Mailer()
+    assert lightwork.task(name="mail")(mailer.send) == mailer.send
+    handles = [scheduler.add_task(Mailer().send), scheduler.add_task(mailer.send())]
+    assert [handle.name for handle in handles] == ["mail", "mail"]
+    for handle in handles:
+        await handle
+
+
+async def test_mocks_run_as_tasks_under_their_own_names(scheduler: Scheduler) -> None:
+    async_mock, sync_mock = AsyncMock(return_value=1), MagicMock(return_value=2)
+    handles = [scheduler.add_task(async_mock, "a"), scheduler.add_task(sync_mock, "b")]
+    assert [await handle for handle in handles] == [1, 2]
+    assert [handle.timeout for handle in handles] == [30.0, 30.0]  # no made-up definition
+    async_mock.assert_awaited_once_with("a")
+    sync_mock.assert_called_once_with("b")

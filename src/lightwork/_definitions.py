@@ -3,9 +3,11 @@
 ``add_task(fn, ...)`` reads the definition off the function itself, so it is found whatever the
 order of the decorators (``functools.wraps`` copies ``__dict__`` to the wrapper).
 ``add_task(fn(...))`` only has the coroutine, which knows its code and its function's qualname.
+A function's own code names one function (or the closures of one ``def``, a new object at every
+request, so nothing is kept per function object): the latest definition for it applies.
 Functions wrapped by one decorator share the wrapper's code, but ``functools.wraps`` gives each
-its own qualname: the pair tells them apart. Nothing is kept per function object, because a
-function defined inside an endpoint is a new object at every request.
+its own qualname: the pair tells them apart, unless two of the same name, defined differently,
+share it, and then only the function form can.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from types import CodeType, CoroutineType
+from types import CodeType, CoroutineType, FunctionType, MethodType
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from ._options import UNSET, TaskOptions, _Unset
@@ -29,6 +31,7 @@ Facts = tuple[bool, TaskOptions | None, str]
 _ATTRIBUTE: Final = "_lightwork_task"
 """The attribute of a decorated function that holds its definition."""
 _CO_COROUTINE: Final = inspect.CO_COROUTINE  # one lookup, not two, on add_task's hot path
+_FUNCTION_TYPES: Final = (FunctionType, MethodType)
 
 _definitions: dict[tuple[CodeType, str], TaskOptions] = {}
 """The definitions, for coroutines: by code and qualname of the decorated function."""
@@ -59,11 +62,17 @@ def task(
     Both forms of ``add_task`` pick the defaults up; options passed to ``add_task`` win.
     The function is returned unchanged, so it can still be called and tested directly.
 
-    Under another decorator (one that uses ``functools.wraps``), ``add_task(fn, ...)`` still
-    finds the defaults, but ``add_task(fn(...))`` does not: the coroutine comes from the
-    wrapper. Put ``@lightwork.task`` outermost for the coroutine form to see them. Functions
-    made by one factory share their code and name: if their options differ, only
-    ``add_task(fn, ...)`` can tell them apart, and ``add_task(fn(...))`` raises ``TypeError``.
+    ``add_task(fn, ...)`` always finds the defaults of the very function it is given. A
+    coroutine, ``add_task(fn(...))``, only says its code and its function's name, so:
+
+    - under another decorator (one that uses ``functools.wraps``), put ``@lightwork.task``
+      outermost, or the coroutine comes from a wrapper that has no defaults;
+    - functions of the same name wrapped by one decorator (``emails.send`` and ``sms.send``
+      under ``@traced``) share the wrapper's code: with different defaults, the coroutine form
+      raises ``TypeError``; pass such functions themselves;
+    - functions made again and again by one ``def`` (inside an endpoint, or by a factory)
+      take the defaults of the latest one made: pass the function if an earlier one's
+      coroutine is made later.
 
     Args:
         name: the task's name in logs and metrics (default: the function's qualified name).
@@ -111,29 +120,32 @@ def task(
             raise TypeError(f"@lightwork.task decorates functions, not {fn!r}")
         if inline and code.co_flags & (inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR):
             raise TypeError(f"inline=True is for sync functions; {fn!r} is async")
-        replaced = getattr(fn, _ATTRIBUTE, None)
-        try:
-            setattr(fn, _ATTRIBUTE, options)
-        except AttributeError:  # a bound method: its function is shared by every instance
-            raise TypeError(f"@lightwork.task decorates functions, not {fn!r}") from None
+        holder = getattr(fn, "__func__", fn)  # a bound method: its function, for every instance
+        replaced = getattr(holder, _ATTRIBUTE, None)
+        setattr(holder, _ATTRIBUTE, options)
         if target is fn:  # a partial's coroutines are its function's: they carry no definition
-            _register_for_coroutines((code, fn.__qualname__), options, replaced)
+            own = code.co_qualname == holder.__qualname__  # not a decorator's wrapper
+            _register_for_coroutines((code, holder.__qualname__), options, replaced, own=own)
         return fn
 
     return register
 
 
 def _register_for_coroutines(
-    key: tuple[CodeType, str], options: TaskOptions, replaced: TaskOptions | None
+    key: tuple[CodeType, str], options: TaskOptions, replaced: TaskOptions | None, *, own: bool
 ) -> None:
     """Register *options* for the coroutines of the function *key* names.
 
-    A function decorated again replaces its own definition (*replaced*); another function
-    that shares its code and qualname, with other options, makes the key ambiguous.
+    For a function's *own* code, the latest definition applies: a function defined inside an
+    endpoint is defined again at every request, and its coroutine is made right after. A
+    decorator's wrapper is shared: another function of the same name wrapped by it, with
+    other options, makes the key ambiguous (a function decorated again only replaces its
+    own definition, *replaced*).
     """
     known = _definitions.get(key)
-    if known is None or known is replaced or known == options:
+    if own or known is None or known is replaced or known == options:
         _definitions[key] = options
+        _ambiguous.discard(key)
     else:
         _ambiguous.add(key)
     _coroutine_facts.pop(key[1], None)
@@ -147,11 +159,13 @@ def _unwrap_partials(fn: object) -> object:
 
 def definition_of(fn: object) -> TaskOptions | None:
     """Return the options ``@lightwork.task`` gave *fn*, or the function *fn* is a partial of."""
-    definition: TaskOptions | None = getattr(fn, _ATTRIBUTE, None)
-    while definition is None and isinstance(fn, functools.partial):
-        fn = fn.func
+    while True:
         definition = getattr(fn, _ATTRIBUTE, None)
-    return definition
+        if isinstance(definition, TaskOptions):  # not what a mock makes up for any name
+            return definition
+        if not isinstance(fn, functools.partial):
+            return None
+        fn = fn.func
 
 
 def facts_of(fn: Callable[..., Any]) -> Facts:
@@ -160,8 +174,7 @@ def facts_of(fn: Callable[..., Any]) -> Facts:
     Raises:
         TypeError: *fn* is an async generator function, which no task can run.
     """
-    code = getattr(fn, "__code__", None)
-    if isinstance(code, CodeType) and code.co_flags & _CO_COROUTINE:
+    if type(fn) in _FUNCTION_TYPES and fn.__code__.co_flags & _CO_COROUTINE:
         # An async function or method, the common case: its own attributes say it all. The
         # name is short_name(), inlined, as this is add_task's hot path.
         return True, getattr(fn, _ATTRIBUTE, None), fn.__qualname__.rpartition("<locals>.")[2]
