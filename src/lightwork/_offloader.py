@@ -307,9 +307,8 @@ class Offloader:
             if place == "outbox":
                 return JobSnapshot(JobStatus.DEFERRED)
             if place == "dead":
-                letters = await self.outbox.dead_letters(self._destination)
-                errors = (letter.error for letter in letters if letter.job_id == job_id)
-                return JobSnapshot(JobStatus.UNDELIVERED, error=next(errors, lost))
+                error = await self.outbox.dead_letter_error(self._destination, job_id)
+                return JobSnapshot(JobStatus.UNDELIVERED, error=error or lost)
         if handed == "failed" and self.outbox is None:  # no dead letter to revive: lost
             return JobSnapshot(JobStatus.UNDELIVERED, error=lost)
         if delivery is not None and delivery.state is TaskState.CANCELLED:

@@ -399,6 +399,21 @@ class Outbox:
 
     # -- the dead-letter table --------------------------------------------------------------
 
+    async def dead_letter_error(self, destination: str, job_id: str) -> str | None:
+        """Return why a dead letter was given up, or ``None`` if there is no such dead letter."""
+        error: str | None = await self._run(self._dead_letter_error, destination, job_id)
+        return error
+
+    def _dead_letter_error(self, destination: str, job_id: str) -> str | None:
+        db = self._connect(create=False)
+        if db is None:
+            return None
+        row = db.execute(
+            "SELECT last_error FROM dead_letter WHERE destination = ? AND job_id = ?",
+            (destination, job_id),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
     async def dead_letters(self, destination: str) -> list[DeadLetter]:
         """Return the jobs given up, oldest first."""
         result: list[DeadLetter] = await self._run(self._dead_letters, destination)
