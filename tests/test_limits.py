@@ -219,6 +219,33 @@ async def test_an_add_task_wait_caller_beaten_to_the_room_stays_first_in_line() 
         assert (await second).name == "second"
 
 
+async def test_add_task_wait_callers_beaten_to_two_rooms_keep_their_order() -> None:
+    gate, served = asyncio.Event(), []
+
+    async def wait_then_add(caller: str) -> None:
+        await scheduler.add_task_wait(wait_for(gate))
+        served.append(caller)
+
+    async with Scheduler(max_concurrency=1, max_pending=2, overflow="wait") as scheduler:
+        scheduler.add_task(wait_for(gate))
+        queued = [scheduler.add_task(wait_for(gate)) for _ in range(2)]
+        callers = []
+        for caller in "ABC":
+            callers.append(asyncio.ensure_future(wait_then_add(caller)))
+            await asyncio.sleep(0)
+        for handle in queued:
+            handle.cancel()  # two rooms: A and B are woken...
+        eager = [scheduler.add_task(wait_for(gate)) for _ in range(2)]  # ...and beaten to both
+        await asyncio.sleep(0)
+        for handle in eager:  # one room at a time
+            handle.cancel()
+            await asyncio.sleep(0)
+        assert served == ["A", "B"]
+        gate.set()
+        await asyncio.gather(*callers)
+    assert served == ["A", "B", "C"]
+
+
 def test_a_full_queue_answers_503_with_retry_after(lightwork_tasks: TaskRecorder) -> None:
     async def endpoint(request: Request) -> Response:
         background = lightwork.get_background(request)

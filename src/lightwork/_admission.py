@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
 import itertools
 from collections import deque
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, get_args
@@ -107,7 +108,16 @@ class TaskQueue:
 class Admission:
     """The limits of one scheduler: slots in use, in all and per task name, and the queue."""
 
-    __slots__ = ("_by_name", "limits", "max_concurrency", "max_pending", "queue", "room", "used")
+    __slots__ = (
+        "_arrivals",
+        "_by_name",
+        "limits",
+        "max_concurrency",
+        "max_pending",
+        "queue",
+        "room",
+        "used",
+    )
 
     def __init__(
         self,
@@ -125,7 +135,9 @@ class Admission:
         self.used = 0
         self._by_name: dict[str, int] = dict.fromkeys(self.limits, 0)
         self.queue = TaskQueue(self.limits)
-        self.room: deque[asyncio.Future[None]] = deque()  # add_task_wait callers
+        # add_task_wait callers, first come first served: (arrival, waiter), a heap.
+        self.room: list[tuple[int, asyncio.Future[None]]] = []
+        self._arrivals = itertools.count()
 
     def __repr__(self) -> str:
         return (
@@ -165,27 +177,23 @@ class Admission:
             self._make_room()
 
     async def wait_for_room(self) -> None:
-        woken = False
+        arrival = next(self._arrivals)  # kept when an add_task that did not wait takes the room
         while self.queue_full():
-            waiter = asyncio.get_running_loop().create_future()
-            if woken:  # beaten to the room by an add_task that did not wait: still first in line
-                self.room.appendleft(waiter)
-            else:
-                self.room.append(waiter)
-            woken = True
+            entry = (arrival, asyncio.get_running_loop().create_future())
+            heapq.heappush(self.room, entry)
             try:
-                await waiter
+                await entry[1]
             except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled():
+                if entry[1].cancelled():  # still in line: leave it
+                    self.room.remove(entry)
+                    heapq.heapify(self.room)
+                else:
                     self._make_room()  # woken, but leaving: wake the next one instead
                 raise
-            finally:
-                if waiter in self.room:
-                    self.room.remove(waiter)
 
     def _make_room(self) -> None:
         while self.room:
-            waiter = self.room.popleft()
+            _, waiter = heapq.heappop(self.room)
             if not waiter.done():
                 waiter.set_result(None)
                 return
