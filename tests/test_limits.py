@@ -220,7 +220,7 @@ async def test_an_add_task_wait_caller_beaten_to_the_room_stays_first_in_line() 
 
 
 async def test_add_task_wait_callers_beaten_to_two_rooms_keep_their_order() -> None:
-    gate, served = asyncio.Event(), []
+    gate, served = asyncio.Event(), list[str]()
 
     async def wait_then_add(caller: str) -> None:
         await scheduler.add_task_wait(wait_for(gate))
