@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import anyio.to_thread
+import httpx2
 import pytest
 from fastapi import FastAPI, HTTPException, WebSocket
 from fastapi.testclient import TestClient
@@ -68,3 +70,24 @@ def test_a_websocket_route_gets_the_handle_too(lightwork_tasks: TaskRecorder) ->
     with TestClient(make_app()) as client, client.websocket_connect("/ws") as websocket:
         websocket.send_text("bob@example.com")
         assert websocket.receive_text() == "recorded bob@example.com"
+
+
+async def test_the_dependency_takes_no_thread_from_starlettes_pool(
+    lightwork_tasks: TaskRecorder,
+) -> None:
+    pool = anyio.to_thread.current_default_thread_limiter()
+    tokens, sync_endpoints = pool.total_tokens, object()
+    pool.total_tokens = 1
+    await pool.acquire_on_behalf_of(sync_endpoints)  # every thread of the pool is busy
+    try:
+        transport = httpx2.ASGITransport(app=make_app())
+        async with httpx2.AsyncClient(transport=transport, base_url="http://test") as client:
+            response = await asyncio.wait_for(
+                client.post("/signup", params={"address": "ada@example.com"}), 5
+            )
+        assert response.status_code == 200
+        await lightwork_tasks.join()
+    finally:
+        pool.release_on_behalf_of(sync_endpoints)
+        pool.total_tokens = tokens
+    assert lightwork_tasks.names(TaskState.COMPLETED) == ["record_signup"]

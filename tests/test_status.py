@@ -242,6 +242,7 @@ def test_the_page_shows_a_running_task_and_refreshes_by_itself(
         expect(running).to_contain_text("render_report", timeout=10_000)
         expect(running).to_contain_text("GET /report")
         expect(page.locator("#totals [data-key=in_flight]")).to_have_text("1")
+        expect(page.locator("#totals [data-key=offloaded]")).to_have_text("0")  # every end state
         expect(page.locator("#slowest tbody")).to_contain_text("resize_image")
         # The CPU-bound task tops "most blocking", with its one background_task_blocking warning.
         most_blocking = page.locator("#blocking tbody tr").first.locator("td")

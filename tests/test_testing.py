@@ -93,3 +93,18 @@ async def test_a_task_added_before_recording_does_not_end_the_wait_for_recorded_
             await recorder.join()
             assert recorded.state is TaskState.COMPLETED
             assert recorder.names() == ["recorded"]
+
+
+async def test_waiting_too_long_names_a_task_whose_callback_still_runs() -> None:
+    release = asyncio.Event()
+
+    async def on_complete(_: object) -> None:
+        await release.wait()
+
+    with TaskRecorder() as recorder:
+        async with Scheduler() as scheduler:
+            scheduler.add_task(asyncio.sleep(0), name="reported", on_complete=on_complete)
+            with pytest.raises(TimeoutError, match=r"'reported'.*\(its callback still runs\)"):
+                await recorder.join(timeout=0.05)
+            release.set()
+            await recorder.join()

@@ -111,8 +111,9 @@ class _NameStats:
 class TaskStats:
     """Counts tasks per name: scheduled, queued, in flight, by end state, warnings, and times.
 
-    Called only from the scheduler's event loop. :meth:`snapshot` may be called from any
-    thread: it copies what it reads, so at worst it sees one task's update half applied.
+    Called from the scheduler's event loop, and ``added`` also from threads that add tasks
+    (a sync endpoint's). :meth:`snapshot` may be called from any thread: it copies what it
+    reads, so at worst it sees one task's update half applied.
     """
 
     __slots__ = ("_names", "_other")
@@ -159,8 +160,8 @@ class TaskStats:
 
     def _new_name(self, name: str) -> _NameStats:
         if len(self._names) < MAX_NAMES:
-            stats = self._names[name] = _NameStats()
-            return stats
+            # One step, so that two threads adding a name's first tasks keep one entry.
+            return self._names.setdefault(name, _NameStats())
         if self._other is None:
             self._other = _NameStats()
         return self._other

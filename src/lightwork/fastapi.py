@@ -31,8 +31,12 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 __all__ = ["BackgroundDep", "background"]
 
 
-def background(connection: HTTPConnection) -> Background:
-    """Return the request's background handle; the dependency behind ``BackgroundDep``."""
+async def background(connection: HTTPConnection) -> Background:
+    """Return the request's background handle; the dependency behind ``BackgroundDep``.
+
+    Async, though it never waits: FastAPI runs a sync dependency in Starlette's thread pool,
+    so an async endpoint would wait for a free thread just to get its handle.
+    """
     return get_background(connection)
 
 

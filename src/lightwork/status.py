@@ -143,7 +143,7 @@ _PAGE: Final = """<!doctype html>
 </tr></thead><tbody></tbody></table></section>
 <section><h2>By task</h2><table id="tasks"><thead><tr>
 <th>task</th><th>scheduled</th><th>queued</th><th>running</th><th>completed</th><th>failed</th>
-<th>timed out</th><th>cancelled</th><th>dropped</th>
+<th>timed out</th><th>cancelled</th><th>dropped</th><th>offloaded</th>
 </tr></thead><tbody></tbody></table></section>
 <script>{script}</script>
 </body>

@@ -118,5 +118,9 @@ class TaskRecorder:
                 self._joining.remove(joining)
 
     def _still_running(self, timeout: float) -> str:
-        names = ", ".join(repr(h) for h in self.tasks if not h.done())
+        with self._changed:
+            unfinished = [h for h in self.tasks if h in self._unfinished]
+        names = ", ".join(
+            f"{h!r} (its callback still runs)" if h.done() else repr(h) for h in unfinished
+        )
         return f"background tasks still unfinished after {timeout}s: {names}"

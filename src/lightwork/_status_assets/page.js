@@ -4,7 +4,7 @@
 "use strict";
 
 const refreshMs = Number(document.body.dataset.refreshMs) || 2000;
-const STATES = ["completed", "failed", "timed_out", "cancelled", "dropped"];
+const STATES = ["completed", "failed", "timed_out", "cancelled", "dropped", "offloaded"];
 const TOTALS = [
   ["scheduled", "scheduled"], ["queued", "queued"], ["in_flight", "running"],
   ...STATES.map((s) => [s, s.replace("_", " ")]),
