@@ -190,3 +190,33 @@ async def test_a_loop_that_waits_politely_is_never_reported(logs: Logs) -> None:
 def test_the_watchdog_threshold_is_checked() -> None:
     with pytest.raises(ValueError, match="watchdog must be a positive"):
         Scheduler(watchdog=0)
+
+
+def test_a_stall_is_never_blamed_on_a_task_stepping_on_another_loop(logs: Logs) -> None:
+    other_loop_steps, released = threading.Event(), threading.Event()
+
+    async def step_on_the_other_loop() -> None:
+        other_loop_steps.set()
+        released.wait(5)  # holds only its own loop
+
+    async def other_loop() -> None:
+        async with Scheduler(block_threshold=None) as scheduler:
+            await scheduler.add_task(step_on_the_other_loop(), name="elsewhere")
+
+    async def watched_loop() -> None:
+        async with Scheduler(watchdog=0.05):
+            other_loop_steps.wait(5)
+            try:
+                time.sleep(0.3)  # noqa: ASYNC251 -- this loop's own code holds it
+            finally:
+                released.set()
+
+    other = threading.Thread(target=asyncio.run, args=(other_loop(),))
+    other.start()
+    try:
+        asyncio.run(watched_loop())
+    finally:
+        released.set()
+        other.join(5)
+    [report] = events(logs, "event_loop_blocked")
+    assert report["task"] is None

@@ -97,6 +97,8 @@ class LoopWatchdog:
         # What the loop thread is doing, read first: formatting the stack lets it run on.
         now = perf_counter()
         handle: TaskHandle[Any] | None = _monitor.stepping
+        if handle is not None and handle._scheduler._loop is not self._loop:
+            handle = None  # a step on another loop, in another thread
         current = asyncio.current_task(self._loop) if handle is None else None
         collecting_since = _monitor.collecting_since
         began, ended = _monitor.last_collection
