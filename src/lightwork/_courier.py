@@ -153,8 +153,7 @@ class Courier:
         try:
             await self.outbox.give_up(self.destination, job, str(error))
         except Exception as exc:  # noqa: BLE001 -- the outbox failed: the job's fate is logged
-            reason = f"{error}; and the outbox could not keep it: {exc!r}"
-            self._log_failed(job, reason, attempts=1, kept=False)
+            self._log_unkept(job, error, exc)
         else:
             self._log_failed(job, error, attempts=1)
 
@@ -163,8 +162,7 @@ class Courier:
         try:
             retry_at = await self.outbox.put(self.destination, job, reason)
         except Exception as exc:  # noqa: BLE001 -- the outbox failed: the job's fate is logged
-            lost = f"{reason}; and the outbox could not keep it: {exc!r}"
-            self._log_failed(job, lost, attempts=1, kept=False)
+            self._log_unkept(job, reason, exc)
             return "failed"
         self.outbox_has_jobs = True
         self._log_deferred(job, reason, retry_at)
@@ -321,6 +319,11 @@ class Courier:
         if retry_at is not None:
             fields["retry_in_s"] = round(max(retry_at - time.time(), 0.0), 3)
         logger.warning(events.OFFLOAD_DEFERRED, backend=self.destination, **fields)
+
+    def _log_unkept(self, job: PendingJob, reason: object, exc: Exception) -> None:
+        """Log a job lost on its first attempt because the outbox failed to keep it."""
+        lost = f"{reason}; and the outbox could not keep it: {exc!r}"
+        self._log_failed(job, lost, attempts=1, kept=False)
 
     def _log_failed(
         self,

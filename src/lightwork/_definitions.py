@@ -36,7 +36,8 @@ _FUNCTION_TYPES: Final = (FunctionType, MethodType)
 _definitions: dict[tuple[CodeType, str], TaskOptions] = {}
 """The definitions, for coroutines: by code and qualname of the decorated function."""
 _ambiguous: set[tuple[CodeType, str]] = set()
-"""Code and qualname shared by decorated functions with different options (made by a factory)."""
+"""A decorator's wrapper code and a qualname that decorated functions of one name share,
+with different options: only the function form can tell them apart."""
 _coroutine_facts: dict[str, tuple[CodeType, Facts]] = {}
 """The facts of coroutines, by qualname, with the code they are for. By qualname because a
 string keeps its hash and a code object does not: hashing one hashes all its constants, at
