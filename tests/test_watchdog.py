@@ -131,7 +131,14 @@ async def test_a_collection_in_another_thread_is_not_taken_off_a_blocking_step(
         worker.start()  # collects while this step blocks the loop
         time.sleep(0.3)  # noqa: ASYNC251 -- the blocking call under test
 
-    worker = threading.Thread(target=gc.collect)
+    async def a_loop_that_ends() -> None:
+        async with Scheduler():  # its thread counts its collections, until it ends
+            pass
+
+    ended = threading.Thread(target=asyncio.run, args=(a_loop_that_ends(),))
+    ended.start()
+    ended.join(5)
+    worker = threading.Thread(target=gc.collect)  # may well get the ended thread's id
     async with Scheduler(block_threshold=0.1) as scheduler:
         gc.callbacks.append(slow_collection)
         try:

@@ -9,8 +9,8 @@ coroutine frame: asyncio drives it like any coroutine, through the same three me
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import Coroutine, Generator
-from threading import get_ident
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -31,13 +31,14 @@ collecting_since = 0.0
 last_collection = (0.0, 0.0)
 """When the last finished collection began and ended: the watchdog's thread, which waits for
 the GIL a collection holds, may only look once it has ended."""
-_loop_threads: set[int] = set()
-"""The threads that run an event loop: a collection in another thread pauses no task's step."""
+_loop_thread = threading.local()
+"""Marks the threads that run an event loop (``counts``): a collection in another thread
+pauses no task's step. Thread-local, not a set of thread ids, which new threads reuse."""
 
 
 def _on_gc(phase: str, info: dict[str, int]) -> None:
     global gc_seconds, collecting_since, last_collection  # noqa: PLW0603
-    if get_ident() not in _loop_threads:
+    if not getattr(_loop_thread, "counts", False):
         return
     if phase == "start":
         collecting_since = perf_counter()
@@ -56,7 +57,7 @@ def count_gc_time() -> None:
     subtracts it, and the loop watchdog says when a stall is a collection. Called on the
     loop's thread: collections in other threads (a worker thread's) do not count.
     """
-    _loop_threads.add(get_ident())
+    _loop_thread.counts = True
     if _on_gc not in gc.callbacks:
         gc.callbacks.append(_on_gc)
 
