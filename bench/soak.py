@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any, Final
 import structlog
 
 from lightwork import Scheduler, TaskHandle
-from lightwork._handle import TERMINAL_STATES
-from lightwork._monitor import TimedCoroutine
+from lightwork._core._handle import TERMINAL_STATES
+from lightwork._core._monitor import TimedCoroutine
 
 from ._runtime import LOOPS, run_on
 from ._worker import _rss_bytes as rss_bytes

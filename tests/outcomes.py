@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from lightwork import TaskHandle, TaskState
-from lightwork._handle import TERMINAL_STATES
+from lightwork._core._handle import TERMINAL_STATES
 
 TERMINAL_EVENTS: Final = {f"background_task_{state.value}": state for state in TERMINAL_STATES}
 """The event that reports each terminal state."""

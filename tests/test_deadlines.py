@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, cast
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lightwork import _deadlines
-from lightwork._deadlines import RESOLUTION_S, SLACK, Deadlines
+from lightwork._core import _deadlines
+from lightwork._core._deadlines import RESOLUTION_S, SLACK, Deadlines
 
 if TYPE_CHECKING:
     import asyncio

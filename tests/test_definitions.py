@@ -12,7 +12,8 @@ from unittest.mock import AsyncMock, MagicMock
 import pytest
 
 import lightwork
-from lightwork import Scheduler, TaskHandle, _definitions
+from lightwork import Scheduler, TaskHandle
+from lightwork._core import _definitions
 
 P = ParamSpec("P")
 T = TypeVar("T")

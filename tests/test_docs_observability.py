@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from lightwork import TaskState
-from lightwork._lifecycle import observers
+from lightwork._core._lifecycle import observers
 from lightwork.otel import TaskTracer
 from lightwork.testing import TaskRecorder
 

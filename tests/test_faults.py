@@ -29,7 +29,7 @@ from structlog.typing import EventDict, WrappedLogger
 
 import lightwork
 from lightwork import BackgroundMiddleware, Scheduler, SchedulerClosedError, TaskState
-from lightwork import _shutdown as shutdown_module
+from lightwork._core import _shutdown as shutdown_module
 from lightwork.testing import TaskRecorder
 from tests.http_server import serving
 from tests.outcomes import TERMINAL_EVENTS, assert_each_ended_once, ends_by_task

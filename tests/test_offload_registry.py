@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import lightwork
-from lightwork._registry import lookup, registrations
+from lightwork._offload._registry import lookup, registrations
 from tests import offload_jobs as jobs
 
 

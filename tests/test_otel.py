@@ -19,7 +19,7 @@ from starlette.testclient import TestClient
 
 import lightwork
 from lightwork import Scheduler, TaskState
-from lightwork._lifecycle import observers
+from lightwork._core._lifecycle import observers
 from lightwork.otel import TaskTracer
 from lightwork.testing import TaskRecorder
 

@@ -16,9 +16,9 @@ import pytest
 
 import lightwork
 from lightwork import Scheduler, TaskState
-from lightwork import _lifecycle as lifecycle_module
-from lightwork import _shutdown as shutdown_module
-from lightwork._deadlines import Deadlines
+from lightwork._core import _lifecycle as lifecycle_module
+from lightwork._core import _shutdown as shutdown_module
+from lightwork._core._deadlines import Deadlines
 from tests.support import events, wait_until
 
 Logs = list[MutableMapping[str, Any]]

@@ -41,7 +41,7 @@ from lightwork import (
     TaskHandle,
     TaskState,
 )
-from lightwork._handle import TERMINAL_STATES
+from lightwork._core._handle import TERMINAL_STATES
 from lightwork.backends.memory import MemoryBackend
 from lightwork.testing import TaskRecorder
 from tests import offload_jobs

@@ -10,9 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lightwork import TaskState
-from lightwork._handle import TERMINAL_STATES
-from lightwork._logging import TASK_BLOCKING, TASK_SLOW
-from lightwork._stats import (
+from lightwork._core._handle import TERMINAL_STATES
+from lightwork._core._logging import TASK_BLOCKING, TASK_SLOW
+from lightwork._core._stats import (
     BLOCKED_BUCKETS_S,
     DURATION_BUCKETS_S,
     MAX_NAMES,

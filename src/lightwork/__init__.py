@@ -4,11 +4,11 @@ Light I/O work runs detached on the event loop, with a timeout, callbacks, and a
 when it runs slow; see the docs for the full guide.
 """
 
-from ._admission import Overflow
-from ._backend import JobSnapshot, JobStatus
-from ._background import Background, get_background, with_background
-from ._definitions import task
-from ._exceptions import (
+from ._asgi._background import Background, get_background, with_background
+from ._asgi._middleware import BackgroundMiddleware, queue_full_response
+from ._core._admission import Overflow
+from ._core._definitions import task
+from ._core._exceptions import (
     BackendError,
     BackendTimeoutError,
     BackendUnavailableError,
@@ -29,15 +29,15 @@ from ._exceptions import (
     TaskTimeoutError,
     UnsupportedCapabilityError,
 )
-from ._handle import TaskHandle, TaskState
-from ._job import Job, JobRef
-from ._middleware import BackgroundMiddleware, queue_full_response
-from ._offloader import Offloader
-from ._outbox import DeadLetter, Outbox
-from ._registry import current_job_id, offloadable
-from ._scheduler import Scheduler
-from ._shutdown import PendingAtShutdown
-from ._types import RunIf, StartPolicy
+from ._core._handle import TaskHandle, TaskState
+from ._core._scheduler import Scheduler
+from ._core._shutdown import PendingAtShutdown
+from ._core._types import RunIf, StartPolicy
+from ._offload._backend import JobSnapshot, JobStatus
+from ._offload._job import Job, JobRef
+from ._offload._offloader import Offloader
+from ._offload._outbox import DeadLetter, Outbox
+from ._offload._registry import current_job_id, offloadable
 
 __version__ = "0.1.0"
 

@@ -20,8 +20,8 @@ from typing import Annotated, TypeAlias
 
 from starlette.requests import HTTPConnection
 
-from ._background import Background, get_background
-from ._exceptions import MissingDependencyError
+from ._asgi._background import Background, get_background
+from ._core._exceptions import MissingDependencyError
 
 try:
     from fastapi import Depends

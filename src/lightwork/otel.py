@@ -34,9 +34,9 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from ._exceptions import MissingDependencyError
-from ._handle import TaskState
-from ._lifecycle import observers
+from ._core._exceptions import MissingDependencyError
+from ._core._handle import TaskState
+from ._core._lifecycle import observers
 
 try:
     from opentelemetry import context as otel_context
@@ -47,7 +47,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from ._handle import TaskHandle
+    from ._core._handle import TaskHandle
 
 __all__ = ["TaskTracer"]
 

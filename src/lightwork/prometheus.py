@@ -34,8 +34,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import MissingDependencyError
-from ._handle import TERMINAL_STATES
+from ._core._exceptions import MissingDependencyError
+from ._core._handle import TERMINAL_STATES
 
 try:
     from prometheus_client.core import (
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
     from prometheus_client.registry import CollectorRegistry
 
-    from ._scheduler import Scheduler
+    from ._core._scheduler import Scheduler
 
 __all__ = ["TaskCollector"]
 

@@ -34,15 +34,15 @@ from typing import TYPE_CHECKING, Final, TypeAlias
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route, Router
 
-from ._background import get_background
-from ._options import check_duration
+from ._asgi._background import get_background
+from ._core._options import check_duration
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from starlette.requests import Request
 
-    from ._scheduler import Scheduler
+    from ._core._scheduler import Scheduler
 
 __all__ = ["StatusCheck", "status_app"]
 

@@ -16,12 +16,12 @@ import asyncio
 import threading
 from typing import TYPE_CHECKING, Any
 
-from ._lifecycle import observers
+from ._core._lifecycle import observers
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from ._handle import TaskHandle, TaskState
+    from ._core._handle import TaskHandle, TaskState
 
 __all__ = ["TaskRecorder"]
 

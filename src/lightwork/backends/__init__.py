@@ -8,7 +8,14 @@
 To write a backend for another engine, subclass :class:`OffloadBackend`.
 """
 
-from .._backend import Capabilities, JobSnapshot, JobStatus, JSONValue, OffloadBackend, Submission
+from .._offload._backend import (
+    Capabilities,
+    JobSnapshot,
+    JobStatus,
+    JSONValue,
+    OffloadBackend,
+    Submission,
+)
 from .local import LocalBackend
 from .memory import MemoryBackend
 

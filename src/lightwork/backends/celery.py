@@ -32,16 +32,16 @@ import os
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
-from .._backend import Capabilities, JobSnapshot, JobStatus, OffloadBackend, Submission
-from .._exceptions import (
+from .._core._exceptions import (
     BackendError,
     BackendTimeoutError,
     BackendUnavailableError,
     MissingDependencyError,
 )
-from .._options import check_duration
-from .._registry import Registration, lookup, registrations
-from .._threads import DedicatedThread
+from .._core._options import check_duration
+from .._core._threads import DedicatedThread
+from .._offload._backend import Capabilities, JobSnapshot, JobStatus, OffloadBackend, Submission
+from .._offload._registry import Registration, lookup, registrations
 
 try:
     import celery  # type: ignore[import-untyped]
@@ -55,7 +55,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping
 
-    from .._backend import JSONValue
+    from .._offload._backend import JSONValue
 
 __all__ = ["CeleryBackend", "register_tasks", "worker_app"]
 

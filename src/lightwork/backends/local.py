@@ -27,16 +27,16 @@ from typing import TYPE_CHECKING, Final, cast
 import anyio
 import anyio.to_process
 
-from .. import _offload_log as events
-from .._backend import Capabilities, JobSnapshot, JobStatus, OffloadBackend, Submission
-from .._logging import logger
-from .._options import check_duration
-from .._registry import lookup
+from .._core._logging import logger
+from .._core._options import check_duration
+from .._offload import _log as events
+from .._offload._backend import Capabilities, JobSnapshot, JobStatus, OffloadBackend, Submission
+from .._offload._registry import lookup
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from .._backend import JSONValue
+    from .._offload._backend import JSONValue
 
 __all__ = ["LocalBackend"]
 

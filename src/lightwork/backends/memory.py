@@ -11,9 +11,9 @@ import json
 import traceback
 from typing import Final
 
-from .._backend import Capabilities, JobSnapshot, JobStatus, OffloadBackend, Submission
-from .._exceptions import BackendUnavailableError
-from .._registry import lookup
+from .._core._exceptions import BackendUnavailableError
+from .._offload._backend import Capabilities, JobSnapshot, JobStatus, OffloadBackend, Submission
+from .._offload._registry import lookup
 
 __all__ = ["MemoryBackend"]
 

@@ -28,15 +28,15 @@ import time
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
-from .._backend import Capabilities, JobSnapshot, JobStatus, OffloadBackend, Submission
-from .._exceptions import (
+from .._core._exceptions import (
     BackendError,
     BackendTimeoutError,
     BackendUnavailableError,
     MissingDependencyError,
 )
-from .._options import check_duration
-from .._registry import Registration, lookup, registrations
+from .._core._options import check_duration
+from .._offload._backend import Capabilities, JobSnapshot, JobStatus, OffloadBackend, Submission
+from .._offload._registry import Registration, lookup, registrations
 
 try:
     import redis.asyncio
@@ -54,7 +54,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Iterable, Mapping
 
-    from .._backend import JSONValue
+    from .._offload._backend import JSONValue
 
 __all__ = ["SaqBackend", "worker_settings"]
 

@@ -12,17 +12,22 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
-from . import _offload_log as events
+from .._core._definitions import task
+from .._core._exceptions import (
+    BackendError,
+    BackendTimeoutError,
+    BackendUnavailableError,
+    OffloadError,
+)
+from .._core._logging import debug_enabled, logger
+from . import _log as events
 from ._backend import Submission
-from ._definitions import task
-from ._exceptions import BackendError, BackendTimeoutError, BackendUnavailableError, OffloadError
-from ._logging import debug_enabled, logger
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
+    from .._core._handle import TaskHandle
     from ._backend import OffloadBackend
-    from ._handle import TaskHandle
     from ._outbox import Outbox, PendingJob
 
 T = TypeVar("T")

@@ -8,15 +8,15 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from starlette.requests import HTTPConnection
 
-from ._exceptions import BackgroundNotInstalledError
-from ._handle import PENDING, TaskHandle
-from ._source import TaskSource
+from .._core._exceptions import BackgroundNotInstalledError
+from .._core._handle import PENDING, TaskHandle
+from .._core._source import TaskSource
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ._scheduler import Scheduler
-    from ._types import RunIf
+    from .._core._scheduler import Scheduler
+    from .._core._types import RunIf
 
 SCOPE_KEY: Final = "lightwork.background"
 C = TypeVar("C", bound=HTTPConnection)

@@ -13,14 +13,14 @@ import os
 import time
 from typing import TYPE_CHECKING, Any, Final
 
-from . import _offload_log as events
+from .._core._exceptions import UnsupportedCapabilityError
+from .._core._handle import TaskState
+from .._core._logging import logger
+from .._core._options import check_duration
+from . import _log as events
 from ._backend import JobSnapshot, JobStatus, OffloadBackend
 from ._courier import Courier
-from ._exceptions import UnsupportedCapabilityError
-from ._handle import TaskState
 from ._job import Job, JobRef
-from ._logging import logger
-from ._options import check_duration
 from ._outbox import Outbox, PendingJob
 from ._payload import (
     DEFAULT_MAX_PAYLOAD_BYTES,
@@ -33,11 +33,11 @@ from ._registry import lookup
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
+    from .._core._handle import TaskHandle
+    from .._core._source import TaskSource
     from ._backend import Capabilities, JSONValue
     from ._courier import Delivery
-    from ._handle import TaskHandle
     from ._outbox import DeadLetter
-    from ._source import TaskSource
 
 _JOB_OPTIONS: Final = frozenset({"job_id", "delay", "priority", "options"})
 _MAX_JOB_ID_LENGTH: Final = 200
@@ -89,7 +89,7 @@ class Offloader:
         call_timeout: float = 5.0,
     ) -> None:
         if backend is None:
-            from .backends.local import LocalBackend  # noqa: PLC0415 -- the default, made on demand
+            from ..backends.local import LocalBackend  # noqa: PLC0415 -- the default, made on demand
 
             backend = LocalBackend()
         if not isinstance(backend, OffloadBackend):

@@ -10,7 +10,7 @@ from contextvars import Token
 from random import getrandbits
 from typing import TYPE_CHECKING, Any, Final
 
-from ._logging import structlog_var
+from .._core._logging import structlog_var
 
 if TYPE_CHECKING:
     from starlette.types import Scope

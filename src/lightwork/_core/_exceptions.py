@@ -35,7 +35,7 @@ import functools
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._job import JobRef
+    from .._offload._job import JobRef
 
 
 class LightworkError(Exception):

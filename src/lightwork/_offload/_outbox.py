@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
-from ._options import check_duration
-from ._threads import DedicatedThread
+from .._core._options import check_duration
+from .._core._threads import DedicatedThread
 
 if TYPE_CHECKING:
     import os

@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, get_args
 import anyio
 import anyio.from_thread
 
+from .._offload._courier import is_hand_off
+from .._offload._offloader import offloader_for
 from . import _logging as log
 from ._admission import OVERFLOW_POLICIES, Admission, Overflow, check_limit
-from ._courier import is_hand_off
 from ._deadlines import Deadlines
 from ._exceptions import (
     BackgroundQueueFull,
@@ -26,7 +27,6 @@ from ._exceptions import (
 )
 from ._handle import HOLDS_SLOT, PENDING, RUNNING, TERMINAL_STATES, TaskHandle, TaskState
 from ._monitor import TimedCoroutine, count_gc_time
-from ._offloader import offloader_for
 from ._options import check_duration
 from ._reporting import task_fields
 from ._shutdown import PendingAtShutdown, Shutdown
@@ -37,8 +37,8 @@ from ._watchdog import LoopWatchdog
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from ._backend import OffloadBackend
-    from ._offloader import Offloader
+    from .._offload._backend import OffloadBackend
+    from .._offload._offloader import Offloader
 
 T = TypeVar("T")
 

@@ -9,18 +9,18 @@ import reprlib
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, overload
 
+from .._offload._registry import is_offloadable
 from ._definitions import facts_of, facts_of_coroutine, name_of
 from ._handle import TaskHandle
 from ._lifecycle import observers
 from ._options import NO_OPTIONS, OPTION_CHECKS, UNSET, TaskOptions, _Unset
-from ._registry import is_offloadable
 from ._threads import run_in_worker_thread
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Coroutine, Mapping
 
-    from ._backend import JSONValue
-    from ._job import Job, JobRef
+    from .._offload._backend import JSONValue
+    from .._offload._job import Job, JobRef
     from ._scheduler import Scheduler
     from ._types import RunIf
 

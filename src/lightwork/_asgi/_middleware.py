@@ -7,19 +7,19 @@ from typing import TYPE_CHECKING, Final, get_args
 
 from starlette.responses import PlainTextResponse, Response
 
-from . import _watchdog
+from .._core import _watchdog
+from .._core._exceptions import BackgroundQueueFull
+from .._core._options import check_run_if
+from .._core._scheduler import Scheduler
+from .._core._types import RunIf, StartPolicy
 from ._background import SCOPE_KEY, Background
 from ._context import bind_request_context, unbind_request_context
-from ._exceptions import BackgroundQueueFull
-from ._options import check_run_if
-from ._scheduler import Scheduler
-from ._types import RunIf, StartPolicy
 
 if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-    from ._admission import Overflow
+    from .._core._admission import Overflow
 
 _START_POLICIES: Final = get_args(StartPolicy)
 

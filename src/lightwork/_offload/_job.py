@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast, overload
 
+from .._core._exceptions import JobFailedError, JobNotFoundError, ResultTimeoutError
+from .._core._options import check_duration
 from ._backend import JobStatus
-from ._exceptions import JobFailedError, JobNotFoundError, ResultTimeoutError
-from ._options import check_duration
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    from .._core._handle import TaskHandle
     from ._backend import JobSnapshot
-    from ._handle import TaskHandle
     from ._offloader import Offloader
 
 P = ParamSpec("P")
