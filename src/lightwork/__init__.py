@@ -5,41 +5,42 @@ when it runs slow; see the docs for the full guide.
 """
 
 from ._asgi._background import Background, get_background, with_background
+from ._asgi._exceptions import BackgroundNotInstalledError
 from ._asgi._middleware import BackgroundMiddleware, queue_full_response
 from ._core._admission import Overflow
 from ._core._definitions import task
 from ._core._exceptions import (
-    BackendError,
-    BackendTimeoutError,
-    BackendUnavailableError,
-    BackgroundNotInstalledError,
     BackgroundQueueFull,
-    JobFailedError,
-    JobNotFoundError,
-    JobNotRegisteredError,
     LightworkError,
-    OffloadError,
-    OffloadPayloadError,
-    ResultTimeoutError,
     SchedulerClosedError,
     TaskCancelledError,
     TaskDroppedError,
     TaskError,
-    TaskOffloadedError,
     TaskTimeoutError,
-    UnsupportedCapabilityError,
 )
 from ._core._handle import TaskHandle, TaskState
-from ._core._scheduler import Scheduler
 from ._core._shutdown import PendingAtShutdown
 from ._core._types import RunIf, StartPolicy
 from ._offload._backend import JobSnapshot, JobStatus
+from ._offload._exceptions import (
+    BackendError,
+    BackendTimeoutError,
+    BackendUnavailableError,
+    JobFailedError,
+    JobNotFoundError,
+    JobNotRegisteredError,
+    OffloadError,
+    OffloadPayloadError,
+    ResultTimeoutError,
+    TaskOffloadedError,
+    UnsupportedCapabilityError,
+)
 from ._offload._job import Job, JobRef
 from ._offload._offloader import Offloader
 from ._offload._outbox import DeadLetter, Outbox
 from ._offload._registry import current_job_id, offloadable
-
-__version__ = "0.1.0"
+from ._offload._scheduler import Scheduler
+from ._version import __version__
 
 __all__ = [
     "BackendError",

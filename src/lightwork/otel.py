@@ -33,10 +33,10 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
 from ._core._exceptions import MissingDependencyError
 from ._core._handle import TaskState
 from ._core._lifecycle import observers
+from ._version import __version__
 
 try:
     from opentelemetry import context as otel_context

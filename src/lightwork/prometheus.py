@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
     from prometheus_client.registry import CollectorRegistry
 
-    from ._core._scheduler import Scheduler
+    from ._offload._scheduler import Scheduler
 
 __all__ = ["TaskCollector"]
 

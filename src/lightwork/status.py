@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
     from starlette.requests import Request
 
-    from ._core._scheduler import Scheduler
+    from ._offload._scheduler import Scheduler
 
 __all__ = ["StatusCheck", "status_app"]
 

@@ -8,22 +8,22 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from starlette.requests import HTTPConnection
 
-from .._core._exceptions import BackgroundNotInstalledError
 from .._core._handle import PENDING, TaskHandle
-from .._core._source import TaskSource
+from .._offload._scheduler import OffloadingSource
+from ._exceptions import BackgroundNotInstalledError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from .._core._scheduler import Scheduler
     from .._core._types import RunIf
+    from .._offload._scheduler import Scheduler
 
 SCOPE_KEY: Final = "lightwork.background"
 C = TypeVar("C", bound=HTTPConnection)
 R = TypeVar("R")
 
 
-class Background(TaskSource):
+class Background(OffloadingSource):
     """The background handle of one request: ``add_task`` on it runs work after the response.
 
     Get it with :func:`get_background`, ``request.state.background``, the

@@ -10,8 +10,8 @@ from starlette.responses import PlainTextResponse, Response
 from .._core import _watchdog
 from .._core._exceptions import BackgroundQueueFull
 from .._core._options import check_run_if
-from .._core._scheduler import Scheduler
 from .._core._types import RunIf, StartPolicy
+from .._offload._scheduler import Scheduler
 from ._background import SCOPE_KEY, Background
 from ._context import bind_request_context, unbind_request_context
 

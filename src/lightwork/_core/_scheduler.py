@@ -10,24 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import math
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, get_args
+from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypedDict, TypeVar, get_args
 
 import anyio
 import anyio.from_thread
 
-from .._offload._courier import is_hand_off
-from .._offload._offloader import offloader_for
 from . import _logging as log
 from ._admission import OVERFLOW_POLICIES, Admission, Overflow, check_limit
 from ._deadlines import Deadlines
 from ._exceptions import (
     BackgroundQueueFull,
     SchedulerClosedError,
-    TaskOffloadedError,
 )
 from ._handle import HOLDS_SLOT, PENDING, RUNNING, TERMINAL_STATES, TaskHandle, TaskState
 from ._monitor import TimedCoroutine, count_gc_time
 from ._options import check_duration
+from ._ports import NO_OFFLOAD
 from ._reporting import task_fields
 from ._shutdown import PendingAtShutdown, Shutdown
 from ._source import TaskSource
@@ -37,12 +35,31 @@ from ._watchdog import LoopWatchdog
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from .._offload._backend import OffloadBackend
-    from .._offload._offloader import Offloader
+    from ._ports import OffloadPort
 
 T = TypeVar("T")
 
 _Phase = Literal["idle", "running", "closing", "closed"]
+
+
+class SchedulerOptions(TypedDict, total=False):
+    """``Scheduler``'s options but ``offload``: how the public one passes them on."""
+
+    timeout: float | None
+    slow_threshold: float | None
+    block_threshold: float | None
+    drain_timeout: float
+    max_threads: int
+    log_args: bool
+    watchdog: float | None
+    max_concurrency: int | None
+    max_pending: int | None
+    limits: Mapping[str, int] | None
+    overflow: Overflow
+    pending_at_shutdown: PendingAtShutdown
+    shield_timeout: float
+
+
 _PENDING_AT_SHUTDOWN: Final = get_args(PendingAtShutdown)
 
 
@@ -101,7 +118,7 @@ class Scheduler(TaskSource, Shutdown):
         max_threads: int = 10,
         log_args: bool = False,
         watchdog: float | None = None,
-        offload: Offloader | OffloadBackend | None = None,
+        offload: OffloadPort | None = None,
         max_concurrency: int | None = None,
         max_pending: int | None = None,
         limits: Mapping[str, int] | None = None,
@@ -131,7 +148,7 @@ class Scheduler(TaskSource, Shutdown):
         self.log_args = log_args
         self.watchdog = None if watchdog is None else LoopWatchdog(watchdog)
         """The thread that reports a stuck event loop (``event_loop_blocked``), if asked for."""
-        self.offloader = offloader_for(offload)
+        self.offloader: OffloadPort = NO_OFFLOAD if offload is None else offload
         """Where ``offload()`` sends jobs: the ``offload=`` argument, or the local process pool."""
         self.overflow: Overflow = overflow
         self.pending_at_shutdown: PendingAtShutdown = pending_at_shutdown
@@ -140,7 +157,12 @@ class Scheduler(TaskSource, Shutdown):
         self._admission = (
             Admission(max_concurrency, max_pending, limits or {}) if limited else None
         )  # None: nothing to count on the hot path
-        self._keeps_jobs = overflow == "offload" or pending_at_shutdown == "spill"
+        # Whether a task's call is kept, to hand over at overflow or shutdown.
+        self._keeps_call = (
+            self.offloader.accepts
+            if overflow == "offload" or pending_at_shutdown == "spill"
+            else None
+        )
         self._phase: _Phase = "idle"
         self._loop: asyncio.AbstractEventLoop | None = None
         self._deadlines = Deadlines(None)
@@ -208,7 +230,7 @@ class Scheduler(TaskSource, Shutdown):
             log.logger.debug(log.SCHEDULER_STARTED, lifespan=True)
         await self.offloader.start()
 
-    async def __aenter__(self) -> Scheduler:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -382,7 +404,7 @@ class Scheduler(TaskSource, Shutdown):
         shutdown, a job would be late or lost; a hand-off only talks to the engine, within
         the offloader's ``call_timeout``.
         """
-        return self._offloading or is_hand_off(handle._coro)
+        return self._offloading or self.offloader.is_hand_off(handle._coro)
 
     def _overflow(self, handle: TaskHandle[Any], may_raise: bool) -> None:
         assert self._admission is not None
@@ -402,21 +424,14 @@ class Scheduler(TaskSource, Shutdown):
         """Hand an unstarted task of an ``@offloadable`` function to the bridge, if it is one."""
         if handle._job is None or handle.state is not PENDING:
             return False
-        fn, args, kwargs = handle._job
         self._offloading = True
         try:
-            ref = self.offloader._offload(self, fn, args, kwargs)
+            error = self.offloader.take_over(self, handle, reason)
         except Exception as exc:  # noqa: BLE001 -- e.g. arguments that JSON cannot carry
             log.logger.warning(log.TASK_OFFLOAD_REFUSED, **task_fields(handle), reason=str(exc))
             return False
         finally:
             self._offloading = False
-        error = TaskOffloadedError(
-            f"task {handle.name!r} went to the offload bridge as job {ref.job_id}: {reason}",
-            task=handle.name,
-            task_id=handle.id,
-            job=ref,
-        )
         self._close_unstarted(handle, TaskState.OFFLOADED, reason, error)
         return True
 

@@ -14,8 +14,8 @@ from ._lifecycle import Lifecycle
 from ._reporting import report_abandoned, report_abandoned_callback
 
 if TYPE_CHECKING:
-    from .._offload._offloader import Offloader
     from ._handle import TaskHandle
+    from ._ports import OffloadPort
     from ._watchdog import LoopWatchdog
 
 CANCEL_GRACE_S: Final = 1.0
@@ -36,7 +36,7 @@ class Shutdown(Lifecycle):
     shield_timeout: float
     pending_at_shutdown: PendingAtShutdown
     watchdog: LoopWatchdog | None
-    offloader: Offloader
+    offloader: OffloadPort
 
     def counts(self) -> dict[str, int]:
         raise NotImplementedError

@@ -9,7 +9,6 @@ import reprlib
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, overload
 
-from .._offload._registry import is_offloadable
 from ._definitions import facts_of, facts_of_coroutine, name_of
 from ._handle import TaskHandle
 from ._lifecycle import observers
@@ -17,10 +16,8 @@ from ._options import NO_OPTIONS, OPTION_CHECKS, UNSET, TaskOptions, _Unset
 from ._threads import run_in_worker_thread
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Coroutine, Mapping
+    from collections.abc import Awaitable, Callable, Coroutine
 
-    from .._offload._backend import JSONValue
-    from .._offload._job import Job, JobRef
     from ._scheduler import Scheduler
     from ._types import RunIf
 
@@ -153,55 +150,6 @@ class TaskSource:
             await admission.wait_for_room()
         return self.add_task(target, *args, **kwargs)
 
-    @overload
-    def offload(
-        self,
-        job: Job[T],
-        /,
-        *,
-        job_id: str | None = None,
-        delay: float | None = None,
-        priority: int | None = None,
-        options: Mapping[str, JSONValue] | None = None,
-    ) -> JobRef[T]: ...
-    @overload
-    def offload(
-        self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
-    ) -> JobRef[T]: ...
-    @overload
-    def offload(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> JobRef[T]: ...
-    @overload
-    def offload(self, name: str, /, *args: Any, **kwargs: Any) -> JobRef[Any]: ...
-    def offload(self, target: Any, /, *args: Any, **kwargs: Any) -> JobRef[Any]:
-        """Send a job to the app's offload backend, off the request path; return its ref at once.
-
-        The arguments are checked (against the function's signature, for JSON, for size) at
-        the call; the hand-off to the engine is a background task like any other, so a slow
-        or unreachable engine never delays the response (the job then waits in the outbox).
-
-        Two forms, as for ``add_task``:
-
-        - ``offload(fn_or_name, *args, **kwargs)``: every argument goes to the job.
-        - ``offload(Job(fn_or_name, *args, **kwargs), *, job_id=, delay=, priority=,
-          options=)``: the keywords are lightwork's options. ``job_id`` is an idempotency
-          key (the same id runs once where the engine dedups); ``options`` are the engine's
-          own (queue, retries...).
-
-        Raises:
-            JobNotRegisteredError: no ``@offloadable`` job has that name or function.
-            OffloadPayloadError: an argument cannot be sent as JSON, or the payload is too big.
-            UnsupportedCapabilityError: the engine cannot honour ``delay``, ``priority`` or
-                one of the ``options``.
-            TypeError: the arguments do not fit the job's signature.
-
-        Example:
-            ```python
-            ref = background.offload(resize_image, "cat.png", width=200)
-            ref = background.offload(Job(resize_image, "cat.png", width=200), job_id="img-42")
-            ```
-        """
-        return self._scheduler.offloader._offload(self, target, args, kwargs)
-
 
 def _from_coroutine(
     scheduler: Scheduler, coro: CoroutineType[Any, Any, Any], args: tuple[Any, ...], kwargs: Any
@@ -236,7 +184,8 @@ def _from_callable(
     else:
         coro = _run_in_thread(scheduler, fn, args, kwargs)
     handle = _new_handle(scheduler, coro, definition, name)
-    if scheduler._keeps_jobs and is_offloadable(fn):  # to hand over at overflow or shutdown
+    keeps_call = scheduler._keeps_call
+    if keeps_call is not None and keeps_call(fn):  # to hand over at overflow or shutdown
         handle._job = (fn, args, kwargs)
     if scheduler.log_args:
         handle._args = _args_repr.repr((args, kwargs))

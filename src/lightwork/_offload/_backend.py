@@ -13,7 +13,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeAlias
 
-from .._core._exceptions import UnsupportedCapabilityError
+from ._exceptions import UnsupportedCapabilityError
 from ._payload import decode_arguments
 
 if TYPE_CHECKING:

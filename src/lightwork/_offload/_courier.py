@@ -13,15 +13,15 @@ import time
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 from .._core._definitions import task
-from .._core._exceptions import (
+from .._core._logging import debug_enabled, logger
+from . import _log as events
+from ._backend import Submission
+from ._exceptions import (
     BackendError,
     BackendTimeoutError,
     BackendUnavailableError,
     OffloadError,
 )
-from .._core._logging import debug_enabled, logger
-from . import _log as events
-from ._backend import Submission
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable

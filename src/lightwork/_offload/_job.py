@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast, overload
 
-from .._core._exceptions import JobFailedError, JobNotFoundError, ResultTimeoutError
 from .._core._options import check_duration
 from ._backend import JobStatus
+from ._exceptions import JobFailedError, JobNotFoundError, ResultTimeoutError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

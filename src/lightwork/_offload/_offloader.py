@@ -13,13 +13,13 @@ import os
 import time
 from typing import TYPE_CHECKING, Any, Final
 
-from .._core._exceptions import UnsupportedCapabilityError
 from .._core._handle import TaskState
 from .._core._logging import logger
 from .._core._options import check_duration
 from . import _log as events
 from ._backend import JobSnapshot, JobStatus, OffloadBackend
-from ._courier import Courier
+from ._courier import Courier, is_hand_off
+from ._exceptions import TaskOffloadedError, UnsupportedCapabilityError
 from ._job import Job, JobRef
 from ._outbox import Outbox, PendingJob
 from ._payload import (
@@ -28,7 +28,7 @@ from ._payload import (
     decode_arguments,
     encode_arguments,
 )
-from ._registry import lookup
+from ._registry import is_offloadable, lookup
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -201,6 +201,30 @@ class Offloader:
         if not delivery.done():  # so that job(job_id) says "submitting", not "unknown"
             self._courier.handing_over[job_id] = delivery
         return JobRef(self, job.name, job_id, delivery)
+
+    # -- the scheduler's offload port (overflow="offload", pending_at_shutdown="spill") ------
+
+    def accepts(self, fn: object) -> bool:
+        """Tell whether a task calling *fn* could be handed over: an ``@offloadable`` one's."""
+        return is_offloadable(fn)
+
+    def is_hand_off(self, coro: object) -> bool:
+        """Tell whether *coro* is one of this bridge's hand-offs, which never wait for a slot."""
+        return is_hand_off(coro)
+
+    def take_over(
+        self, source: TaskSource, handle: TaskHandle[Any], reason: str
+    ) -> TaskOffloadedError:
+        """Offload the call kept on an unstarted *handle*; return what awaiting it raises."""
+        assert handle._job is not None
+        fn, args, kwargs = handle._job
+        ref = self._offload(source, fn, args, kwargs)
+        return TaskOffloadedError(
+            f"task {handle.name!r} went to the offload bridge as job {ref.job_id}: {reason}",
+            task=handle.name,
+            task_id=handle.id,
+            job=ref,
+        )
 
     def job(self, job_id: str, name: str = "") -> JobRef[Any]:
         """Return a ref to a job offloaded earlier (in another request, or before a restart)."""

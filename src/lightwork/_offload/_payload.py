@@ -7,7 +7,7 @@ import re
 from itertools import chain
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
-from .._core._exceptions import OffloadPayloadError
+from ._exceptions import OffloadPayloadError
 
 if TYPE_CHECKING:
     import inspect

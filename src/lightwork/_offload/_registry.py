@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar, overload
 
-from .._core._exceptions import JobNotRegisteredError
+from ._exceptions import JobNotRegisteredError
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -32,15 +32,15 @@ import os
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
-from .._core._exceptions import (
-    BackendError,
-    BackendTimeoutError,
-    BackendUnavailableError,
-    MissingDependencyError,
-)
+from .._core._exceptions import MissingDependencyError
 from .._core._options import check_duration
 from .._core._threads import DedicatedThread
 from .._offload._backend import Capabilities, JobSnapshot, JobStatus, OffloadBackend, Submission
+from .._offload._exceptions import (
+    BackendError,
+    BackendTimeoutError,
+    BackendUnavailableError,
+)
 from .._offload._registry import Registration, lookup, registrations
 
 try:

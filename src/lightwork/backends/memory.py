@@ -11,8 +11,8 @@ import json
 import traceback
 from typing import Final
 
-from .._core._exceptions import BackendUnavailableError
 from .._offload._backend import Capabilities, JobSnapshot, JobStatus, OffloadBackend, Submission
+from .._offload._exceptions import BackendUnavailableError
 from .._offload._registry import lookup
 
 __all__ = ["MemoryBackend"]
