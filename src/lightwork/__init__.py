@@ -32,10 +32,9 @@ from ._offload._exceptions import (
     OffloadError,
     OffloadPayloadError,
     ResultTimeoutError,
-    TaskOffloadedError,
     UnsupportedCapabilityError,
 )
-from ._offload._job import Job, JobRef
+from ._offload._job import Job, JobRef, TaskOffloadedError
 from ._offload._offloader import Offloader
 from ._offload._outbox import DeadLetter, Outbox
 from ._offload._registry import current_job_id, offloadable

@@ -12,12 +12,10 @@ import contextvars
 import heapq
 import math
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 if TYPE_CHECKING:
     import asyncio
-
-    from ._handle import TaskHandle
 
 _NO_CONTEXT: Final = contextvars.Context()
 
@@ -28,7 +26,17 @@ SLACK: Final = 32
 """How many disarmed handles a bucket may hold, whatever its size, before it is compacted."""
 
 
-class Bucket(list["TaskHandle[Any]"]):
+class Timed(Protocol):
+    """What a deadline needs of a task handle: where it is armed, and what to call."""
+
+    _deadline: Bucket | None
+
+    @property
+    def _context(self) -> contextvars.Context: ...
+    def _on_timer(self) -> None: ...
+
+
+class Bucket(list[Timed]):
     """The handles whose deadline falls in one slice of time, keyed by its end.
 
     A handle is in the bucket while its ``_deadline`` is that bucket. A list, not a set:
@@ -68,7 +76,7 @@ class Deadlines:
     def __repr__(self) -> str:
         return f"<Deadlines armed={len(self)} buckets={len(self._buckets)}>"
 
-    def arm(self, handle: TaskHandle[Any], at: float) -> None:
+    def arm(self, handle: Timed, at: float) -> None:
         """Call ``handle._on_timer()`` at ``perf_counter()`` time *at*, give or take a bucket."""
         key = math.ceil(at / RESOLUTION_S)
         bucket = self._buckets.get(key)
@@ -81,7 +89,7 @@ class Deadlines:
         bucket.armed += 1
         handle._deadline = bucket
 
-    def disarm(self, handle: TaskHandle[Any]) -> None:
+    def disarm(self, handle: Timed) -> None:
         """Forget *handle*'s deadline, if it has one."""
         bucket = handle._deadline
         if bucket is not None:

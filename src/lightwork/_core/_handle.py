@@ -6,14 +6,13 @@ import asyncio
 import enum
 import itertools
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar, cast
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Generator
     from contextvars import Context
 
     from ._deadlines import Bucket
-    from ._scheduler import Scheduler
     from ._types import RunIf
 
 T = TypeVar("T")
@@ -55,6 +54,24 @@ _ids = itertools.count(1)
 TERMINAL_STATES: Final = tuple(
     s for s in TaskState if s not in (TaskState.PENDING, TaskState.RUNNING)
 )
+
+
+class TaskOwner(Protocol):
+    """What a handle, and the step timer driving its task, ask of their scheduler."""
+
+    @property
+    def _loop(self) -> asyncio.AbstractEventLoop | None: ...
+    @property
+    def _waiters(self) -> dict[TaskHandle[Any], asyncio.Future[None]]: ...
+    def _loop_for_waiting(self) -> asyncio.AbstractEventLoop: ...
+    def _cancel(self, handle: TaskHandle[Any], reason: str) -> bool: ...
+    def _on_timer(self, handle: TaskHandle[Any]) -> None: ...
+    def _on_first_step(self, handle: TaskHandle[Any], now: float) -> None: ...
+    def _on_first_wait(self, handle: TaskHandle[Any]) -> None: ...
+    def _on_longest_step(self, handle: TaskHandle[Any], step: float) -> None: ...
+    def _on_end(
+        self, handle: TaskHandle[Any], error: BaseException | None, result: object, end: float
+    ) -> None: ...
 
 
 class TaskHandle(Generic[T]):
@@ -117,7 +134,7 @@ class TaskHandle(Generic[T]):
 
     def __init__(
         self,
-        scheduler: Scheduler,
+        scheduler: TaskOwner,
         name: str,
         coro: Coroutine[Any, Any, T],
         context: Context,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypedDict, TypeVar, get_args
+from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypeVar, get_args
 
 import anyio
 import anyio.from_thread
@@ -42,70 +42,14 @@ T = TypeVar("T")
 _Phase = Literal["idle", "running", "closing", "closed"]
 
 
-class SchedulerOptions(TypedDict, total=False):
-    """``Scheduler``'s options but ``offload``: how the public one passes them on."""
-
-    timeout: float | None
-    slow_threshold: float | None
-    block_threshold: float | None
-    drain_timeout: float
-    max_threads: int
-    log_args: bool
-    watchdog: float | None
-    max_concurrency: int | None
-    max_pending: int | None
-    limits: Mapping[str, int] | None
-    overflow: Overflow
-    pending_at_shutdown: PendingAtShutdown
-    shield_timeout: float
-
-
 _PENDING_AT_SHUTDOWN: Final = get_args(PendingAtShutdown)
 
 
 class Scheduler(TaskSource, Shutdown):
     """Runs background tasks on the event loop, detached from whoever added them.
 
-    ``BackgroundMiddleware`` makes one per app and starts and closes it with the app's
-    lifespan; pass your own to configure it or to add tasks outside requests.
-
-    Args:
-        timeout: default seconds a task may run before it is cancelled; ``None`` for no limit.
-        slow_threshold: default seconds after which a still-running task is reported as
-            slow (``background_task_slow``); ``None`` to never report.
-        block_threshold: default seconds one step of a task may hold the event loop before
-            the task is reported as blocking it (``background_task_blocking``); ``None``
-            to never report (steps are still timed, for ``blocked`` and the stats).
-        drain_timeout: seconds that shutdown waits for running tasks before cancelling them.
-        max_threads: how many sync callables may run at once in lightwork's own worker
-            threads, apart from the pool Starlette uses for sync endpoints.
-        log_args: include each task's arguments in its log events (off: they may hold secrets).
-        watchdog: seconds the event loop may stay stuck before a watchdog thread logs
-            ``event_loop_blocked`` with the loop thread's stack and the task (or request)
-            that was running; ``None`` (default) runs no watchdog.
-        offload: where ``offload()`` sends jobs: an ``Offloader``, or a backend to make one
-            with (default: ``LocalBackend()``, a local process pool).
-        max_concurrency: how many tasks may run at once; more wait in a queue, in order.
-        max_pending: how many tasks may wait in that queue; past it, ``overflow`` applies.
-        limits: how many tasks of a name may run at once, e.g. ``{"send-email": 4}``.
-        overflow: what ``add_task`` does when the queue is full: ``"reject"`` (raise
-            ``BackgroundQueueFull``), ``"wait"`` (raise it too; ``add_task_wait`` waits for
-            room), ``"drop"`` (drop the task, logged) or ``"offload"`` (send a task of an
-            ``@offloadable`` function to the offload bridge instead; reject others).
-        pending_at_shutdown: what shutdown does with queued tasks that have not started:
-            ``"run"`` them as slots free up, until ``drain_timeout``; ``"drop"`` them; or
-            ``"spill"`` those of ``@offloadable`` functions to the offload bridge.
-        shield_timeout: seconds after shutdown begins that tasks added with ``shield=True``
-            are cancelled, if still running; other tasks go at ``drain_timeout``.
-
-    Example:
-        ```python
-        scheduler = lightwork.Scheduler(timeout=10, slow_threshold=0.25)
-        app = Starlette(middleware=[Middleware(BackgroundMiddleware, scheduler=scheduler)])
-
-        async with scheduler:  # outside an app, e.g. in a script
-            scheduler.add_task(refresh_cache())
-        ```
+    The core of ``lightwork.Scheduler``, which plugs the offload bridge in as its
+    ``offload`` port; its options are documented there.
     """
 
     def __init__(

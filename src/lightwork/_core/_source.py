@@ -7,10 +7,10 @@ import functools
 import inspect
 import reprlib
 from types import CoroutineType
-from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, Protocol, TypeVar, overload
 
 from ._definitions import facts_of, facts_of_coroutine, name_of
-from ._handle import TaskHandle
+from ._handle import TaskHandle, TaskOwner
 from ._lifecycle import observers
 from ._options import NO_OPTIONS, OPTION_CHECKS, UNSET, TaskOptions, _Unset
 from ._threads import run_in_worker_thread
@@ -18,7 +18,11 @@ from ._threads import run_in_worker_thread
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Coroutine
 
-    from ._scheduler import Scheduler
+    import anyio
+
+    from ._admission import Admission
+    from ._ports import OffloadPort
+    from ._stats import TaskStats
     from ._types import RunIf
 
 P = ParamSpec("P")
@@ -28,13 +32,38 @@ _args_repr = reprlib.Repr()
 _args_repr.maxlevel, _args_repr.maxstring, _args_repr.maxother = 3, 60, 60
 
 
+class SourceOwner(TaskOwner, Protocol):
+    """What ``add_task`` asks of the scheduler behind a source (``Scheduler`` is one)."""
+
+    @property
+    def timeout(self) -> float | None: ...
+    @property
+    def slow_threshold(self) -> float | None: ...
+    @property
+    def block_threshold(self) -> float | None: ...
+    @property
+    def log_args(self) -> bool: ...
+    @property
+    def offloader(self) -> OffloadPort: ...
+    @property
+    def _phase(self) -> str: ...
+    @property
+    def _admission(self) -> Admission | None: ...
+    @property
+    def _stats(self) -> TaskStats: ...
+    @property
+    def _keeps_call(self) -> Callable[[object], bool] | None: ...
+    def _check_open(self) -> None: ...
+    def _thread_limiter(self) -> anyio.CapacityLimiter: ...
+
+
 class TaskSource:
     """Anything ``add_task`` can be called on: a request's ``Background`` or a ``Scheduler``."""
 
     __slots__ = ()
 
     @property
-    def _scheduler(self) -> Scheduler:
+    def _scheduler(self) -> SourceOwner:
         raise NotImplementedError
 
     def _accept(self, handle: TaskHandle[Any]) -> None:
@@ -152,7 +181,7 @@ class TaskSource:
 
 
 def _from_coroutine(
-    scheduler: Scheduler, coro: CoroutineType[Any, Any, Any], args: tuple[Any, ...], kwargs: Any
+    scheduler: SourceOwner, coro: CoroutineType[Any, Any, Any], args: tuple[Any, ...], kwargs: Any
 ) -> TaskHandle[Any]:
     if args:
         raise TypeError(
@@ -172,7 +201,7 @@ def _from_coroutine(
 
 
 def _from_callable(
-    scheduler: Scheduler, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    scheduler: SourceOwner, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> TaskHandle[Any]:
     is_async, definition, name = facts_of(fn)
     coro: Coroutine[Any, Any, Any]
@@ -193,7 +222,7 @@ def _from_callable(
 
 
 def _new_handle(
-    scheduler: Scheduler,
+    scheduler: SourceOwner,
     coro: Coroutine[Any, Any, Any],
     definition: TaskOptions | None,
     default_name: str,
@@ -216,7 +245,7 @@ def _new_handle(
 
 
 def _with_options(
-    scheduler: Scheduler,
+    scheduler: SourceOwner,
     coro: Coroutine[Any, Any, Any],
     definition: TaskOptions,
     default_name: str,
@@ -286,7 +315,7 @@ async def _run_inline(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dic
 
 
 async def _run_in_thread(
-    scheduler: Scheduler, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    scheduler: SourceOwner, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     call = functools.partial(fn, *args, **kwargs)
     result = await run_in_worker_thread(call, scheduler._thread_limiter())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 import enum
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING
 
 from ._exceptions import UnsupportedCapabilityError
 from ._payload import decode_arguments
@@ -19,10 +19,7 @@ from ._payload import decode_arguments
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from ._payload import Arguments
-
-JSONValue: TypeAlias = "str | int | float | bool | list[JSONValue] | dict[str, JSONValue] | None"
-"""A value that survives a JSON round trip unchanged (tuples arrive as lists)."""
+    from ._payload import Arguments, JSONValue
 
 
 class JobStatus(enum.StrEnum):

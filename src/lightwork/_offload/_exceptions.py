@@ -1,32 +1,12 @@
-"""The offload bridge's exceptions: ``TaskOffloadedError`` and the ``OffloadError`` branch.
+"""The offload bridge's exceptions: the ``OffloadError`` branch of the tree.
 
-Drawn in the tree of ``lightwork._core._exceptions``, whose ``TaskError`` and
-``LightworkError`` these derive from.
+The tree is drawn in ``lightwork._core._exceptions``; ``TaskOffloadedError``, which carries
+a ``JobRef``, is defined beside it in ``lightwork._offload._job``.
 """
 
 from __future__ import annotations
 
-import functools
-from typing import TYPE_CHECKING, Any
-
-from .._core._exceptions import LightworkError, TaskError
-
-if TYPE_CHECKING:
-    from ._job import JobRef
-
-
-class TaskOffloadedError(TaskError):
-    """Raised when awaiting a task that went to the offload bridge; ``job`` follows it there."""
-
-    def __init__(
-        self, message: str, *, task: str, task_id: int, job: JobRef[Any] | None = None
-    ) -> None:
-        super().__init__(message, task=task, task_id=task_id)
-        self.job = job
-        """The job's ``JobRef``: ``await error.job.result()`` where the engine keeps results."""
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return functools.partial(type(self), task=self.task, task_id=self.task_id), (str(self),)
+from .._core._exceptions import LightworkError
 
 
 class OffloadError(LightworkError):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast, overload
+import functools
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, cast, overload
 
+from .._core._exceptions import TaskError
 from .._core._options import check_duration
 from ._backend import JobStatus
 from ._exceptions import JobFailedError, JobNotFoundError, ResultTimeoutError
@@ -13,14 +15,22 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from .._core._handle import TaskHandle
-    from ._backend import JobSnapshot
-    from ._offloader import Offloader
+    from ._backend import JobSnapshot, OffloadBackend
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 _POLL_FIRST_S = 0.01
 _POLL_MAX_S = 0.5
+
+
+class _JobKeeper(Protocol):
+    """What a ``JobRef`` asks of the ``Offloader`` that made it."""
+
+    @property
+    def backend(self) -> OffloadBackend: ...
+    async def _snapshot(self, job_id: str, delivery: TaskHandle[Any] | None) -> JobSnapshot: ...
+    async def _cancel(self, job_id: str, delivery: TaskHandle[Any] | None) -> bool: ...
 
 
 class Job(Generic[T]):
@@ -88,7 +98,7 @@ class JobRef(Generic[T]):
 
     def __init__(
         self,
-        offloader: Offloader,
+        offloader: _JobKeeper,
         name: str,
         job_id: str,
         delivery: TaskHandle[Any] | None = None,
@@ -186,3 +196,17 @@ class JobRef(Generic[T]):
             UnsupportedCapabilityError: the engine has the job and cannot cancel jobs.
         """
         return await self._offloader._cancel(self.job_id, self._delivery)
+
+
+class TaskOffloadedError(TaskError):
+    """Raised when awaiting a task that went to the offload bridge; ``job`` follows it there."""
+
+    def __init__(
+        self, message: str, *, task: str, task_id: int, job: JobRef[Any] | None = None
+    ) -> None:
+        super().__init__(message, task=task, task_id=task_id)
+        self.job = job
+        """The job's ``JobRef``: ``await error.job.result()`` where the engine keeps results."""
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return functools.partial(type(self), task=self.task, task_id=self.task_id), (str(self),)

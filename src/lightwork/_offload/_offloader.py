@@ -19,8 +19,8 @@ from .._core._options import check_duration
 from . import _log as events
 from ._backend import JobSnapshot, JobStatus, OffloadBackend
 from ._courier import Courier, is_hand_off
-from ._exceptions import TaskOffloadedError, UnsupportedCapabilityError
-from ._job import Job, JobRef
+from ._exceptions import UnsupportedCapabilityError
+from ._job import Job, JobRef, TaskOffloadedError
 from ._outbox import Outbox, PendingJob
 from ._payload import (
     DEFAULT_MAX_PAYLOAD_BYTES,
@@ -35,9 +35,10 @@ if TYPE_CHECKING:
 
     from .._core._handle import TaskHandle
     from .._core._source import TaskSource
-    from ._backend import Capabilities, JSONValue
+    from ._backend import Capabilities
     from ._courier import Delivery
     from ._outbox import DeadLetter
+    from ._payload import JSONValue
 
 _JOB_OPTIONS: Final = frozenset({"job_id", "delay", "priority", "options"})
 _MAX_JOB_ID_LENGTH: Final = 200

@@ -24,8 +24,7 @@ if TYPE_CHECKING:
     import os
     from collections.abc import Iterator, Mapping
 
-    from ._backend import JSONValue
-    from ._payload import Arguments
+    from ._payload import Arguments, JSONValue
 
 DEFAULT_OUTBOX_PATH: Final = "lightwork-outbox.sqlite3"
 

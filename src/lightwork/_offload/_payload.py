@@ -13,10 +13,12 @@ if TYPE_CHECKING:
     import inspect
     from collections.abc import Mapping
 
-    from ._backend import JSONValue
     from ._registry import Registration
 
 DEFAULT_MAX_PAYLOAD_BYTES: Final = 256 * 1024
+
+JSONValue: TypeAlias = "str | int | float | bool | list[JSONValue] | dict[str, JSONValue] | None"
+"""A value that survives a JSON round trip unchanged (tuples arrive as lists)."""
 
 Arguments: TypeAlias = "tuple[list[JSONValue], dict[str, JSONValue]]"
 """A job's arguments as a worker receives them: the payload decoded."""

@@ -14,11 +14,12 @@ from ._offloader import Offloader, offloader_for
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
-    from typing import Unpack
 
-    from .._core._scheduler import SchedulerOptions
-    from ._backend import JSONValue, OffloadBackend
+    from .._core._admission import Overflow
+    from .._core._shutdown import PendingAtShutdown
+    from ._backend import OffloadBackend
     from ._job import Job, JobRef
+    from ._payload import JSONValue
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -84,7 +85,49 @@ class OffloadingSource(TaskSource):
 
 
 class Scheduler(OffloadingSource, CoreScheduler):
-    __doc__ = CoreScheduler.__doc__
+    """Runs background tasks on the event loop, detached from whoever added them.
+
+    ``BackgroundMiddleware`` makes one per app and starts and closes it with the app's
+    lifespan; pass your own to configure it or to add tasks outside requests.
+
+    Args:
+        timeout: default seconds a task may run before it is cancelled; ``None`` for no limit.
+        slow_threshold: default seconds after which a still-running task is reported as
+            slow (``background_task_slow``); ``None`` to never report.
+        block_threshold: default seconds one step of a task may hold the event loop before
+            the task is reported as blocking it (``background_task_blocking``); ``None``
+            to never report (steps are still timed, for ``blocked`` and the stats).
+        drain_timeout: seconds that shutdown waits for running tasks before cancelling them.
+        max_threads: how many sync callables may run at once in lightwork's own worker
+            threads, apart from the pool Starlette uses for sync endpoints.
+        log_args: include each task's arguments in its log events (off: they may hold secrets).
+        watchdog: seconds the event loop may stay stuck before a watchdog thread logs
+            ``event_loop_blocked`` with the loop thread's stack and the task (or request)
+            that was running; ``None`` (default) runs no watchdog.
+        offload: where ``offload()`` sends jobs: an ``Offloader``, or a backend to make one
+            with (default: ``LocalBackend()``, a local process pool).
+        max_concurrency: how many tasks may run at once; more wait in a queue, in order.
+        max_pending: how many tasks may wait in that queue; past it, ``overflow`` applies.
+        limits: how many tasks of a name may run at once, e.g. ``{"send-email": 4}``.
+        overflow: what ``add_task`` does when the queue is full: ``"reject"`` (raise
+            ``BackgroundQueueFull``), ``"wait"`` (raise it too; ``add_task_wait`` waits for
+            room), ``"drop"`` (drop the task, logged) or ``"offload"`` (send a task of an
+            ``@offloadable`` function to the offload bridge instead; reject others).
+        pending_at_shutdown: what shutdown does with queued tasks that have not started:
+            ``"run"`` them as slots free up, until ``drain_timeout``; ``"drop"`` them; or
+            ``"spill"`` those of ``@offloadable`` functions to the offload bridge.
+        shield_timeout: seconds after shutdown begins that tasks added with ``shield=True``
+            are cancelled, if still running; other tasks go at ``drain_timeout``.
+
+    Example:
+        ```python
+        scheduler = lightwork.Scheduler(timeout=10, slow_threshold=0.25)
+        app = Starlette(middleware=[Middleware(BackgroundMiddleware, scheduler=scheduler)])
+
+        async with scheduler:  # outside an app, e.g. in a script
+            scheduler.add_task(refresh_cache())
+        ```
+    """
 
     offloader: Offloader
     """Where ``offload()`` sends jobs: the ``offload=`` argument, or the local process pool."""
@@ -92,7 +135,34 @@ class Scheduler(OffloadingSource, CoreScheduler):
     def __init__(
         self,
         *,
+        timeout: float | None = 30.0,
+        slow_threshold: float | None = 0.1,
+        block_threshold: float | None = 0.02,
+        drain_timeout: float = 10.0,
+        max_threads: int = 10,
+        log_args: bool = False,
+        watchdog: float | None = None,
         offload: Offloader | OffloadBackend | None = None,
-        **options: Unpack[SchedulerOptions],
+        max_concurrency: int | None = None,
+        max_pending: int | None = None,
+        limits: Mapping[str, int] | None = None,
+        overflow: Overflow = "reject",
+        pending_at_shutdown: PendingAtShutdown = "run",
+        shield_timeout: float = 30.0,
     ) -> None:
-        super().__init__(offload=offloader_for(offload), **options)
+        super().__init__(
+            timeout=timeout,
+            slow_threshold=slow_threshold,
+            block_threshold=block_threshold,
+            drain_timeout=drain_timeout,
+            max_threads=max_threads,
+            log_args=log_args,
+            watchdog=watchdog,
+            offload=offloader_for(offload),
+            max_concurrency=max_concurrency,
+            max_pending=max_pending,
+            limits=limits,
+            overflow=overflow,
+            pending_at_shutdown=pending_at_shutdown,
+            shield_timeout=shield_timeout,
+        )

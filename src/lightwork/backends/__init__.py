@@ -12,10 +12,10 @@ from .._offload._backend import (
     Capabilities,
     JobSnapshot,
     JobStatus,
-    JSONValue,
     OffloadBackend,
     Submission,
 )
+from .._offload._payload import JSONValue
 from .local import LocalBackend
 from .memory import MemoryBackend
 

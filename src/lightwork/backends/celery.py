@@ -55,7 +55,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping
 
-    from .._offload._backend import JSONValue
+    from .._offload._payload import JSONValue
 
 __all__ = ["CeleryBackend", "register_tasks", "worker_app"]
 

@@ -36,7 +36,7 @@ from .._offload._registry import lookup
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from .._offload._backend import JSONValue
+    from .._offload._payload import JSONValue
 
 __all__ = ["LocalBackend"]
 

@@ -54,7 +54,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Iterable, Mapping
 
-    from .._offload._backend import JSONValue
+    from .._offload._payload import JSONValue
 
 __all__ = ["SaqBackend", "worker_settings"]
 

@@ -9,8 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from lightwork import Scheduler, TaskCancelledError, TaskState, TaskTimeoutError
-
-from .support import wait_until
+from tests.support import wait_until
 
 BOUND_S = 5.0
 """Longest any blocked function or test step may wait, so that a failure cannot hang the run."""

@@ -14,7 +14,7 @@ from lightwork._core._lifecycle import observers
 from lightwork.otel import TaskTracer
 from lightwork.testing import TaskRecorder
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "docs" / "examples"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "docs" / "examples"))
 
 import observability
 

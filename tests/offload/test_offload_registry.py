@@ -37,7 +37,7 @@ def test_the_function_is_returned_unchanged_and_still_callable() -> None:
     assert decorated() == "first"
     assert lightwork.offloadable()(first) is first  # the empty-parentheses form
     assert lookup("registry-first").function is first
-    assert lookup(first).name == "tests.test_offload_registry.first"  # the latest name
+    assert lookup(first).name == "tests.offload.test_offload_registry.first"  # the latest name
 
 
 def test_a_name_taken_by_another_function_is_refused() -> None:

@@ -1,0 +1,1 @@
+"""Tests of the ASGI integration: the middleware, a request's Background, FastAPI."""

@@ -1,0 +1,1 @@
+"""Tests of the core: tasks, handles, limits, deadlines, step timing, stats, shutdown."""

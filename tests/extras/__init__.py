@@ -1,0 +1,1 @@
+"""Tests of the extras: OpenTelemetry, Prometheus, the status page, the testing helpers."""

@@ -1,0 +1,1 @@
+"""Tests of the offload bridge and its backends, against real engines."""
