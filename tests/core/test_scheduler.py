@@ -158,8 +158,26 @@ async def test_a_slow_task_is_reported_while_it_still_runs(
     assert slow["task_id"] == handle.id
     assert slow["threshold_ms"] == 20.0
     assert slow["duration_ms"] >= 20.0
-    assert "offload" in slow["hint"]
     assert slow["log_level"] == "warning"
+    # It only waited: the hint speaks of waits, not of moving CPU work away.
+    assert slow["blocked_ms"] < 20.0
+    assert "waiting, not computing" in slow["hint"]
+    assert "offload" not in slow["hint"]
+
+
+async def test_a_slow_task_that_held_the_loop_is_told_to_offload(logs: Logs) -> None:
+    async def compute_then_wait() -> None:
+        deadline = time.perf_counter() + 0.03
+        while time.perf_counter() < deadline:  # CPU work in one step, no await
+            pass
+        await asyncio.sleep(0.05)
+
+    async with Scheduler(slow_threshold=0.02, block_threshold=0.01) as scheduler:
+        await scheduler.add_task(compute_then_wait(), name="computing")
+    [slow] = events(logs, "background_task_slow")
+    assert slow["blocked_ms"] >= 10.0
+    assert "offload" in slow["hint"]
+    assert "CPU-bound" in slow["hint"]
 
 
 async def test_a_task_that_blocks_past_the_threshold_in_one_step_is_reported_once(

@@ -36,6 +36,14 @@ SLOW_HINT: Final = (
     "this task holds a slot on the web server's event loop for long; "
     "move heavy or CPU-bound work to a job queue (lightwork's offload bridge)"
 )
+"""For a slow task whose steps held the loop: it computes, so it belongs elsewhere."""
+
+SLOW_WAITING_HINT: Final = (
+    "this task spent its time waiting, not computing: give it a timeout that fits what it "
+    "waits for, cap how many of its name run at once (limits=...), or raise its "
+    "slow_threshold if such waits are expected"
+)
+"""For a slow task that only awaited: offloading would not make its waits shorter."""
 
 TIMEOUT_IGNORED_HINT: Final = (
     "the task went on past its timeout: it caught the cancellation; "

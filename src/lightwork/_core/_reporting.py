@@ -43,7 +43,19 @@ def report_slow(handle: TaskHandle[Any], elapsed: float) -> None:
         threshold_ms=ms(handle.slow_threshold),
         blocked_ms=ms(handle.longest_step),
         total_blocked_ms=ms(handle.blocked),
-        hint=log.SLOW_HINT,
+        hint=log.SLOW_HINT if held_the_loop(handle, elapsed) else log.SLOW_WAITING_HINT,
+    )
+
+
+def held_the_loop(handle: TaskHandle[Any], elapsed: float) -> bool:
+    """Tell whether a task's steps, not its waits, made it slow.
+
+    A step past the task's blocking threshold says so, and so does computing for a quarter
+    of the time it has run, in steps too short to cross that threshold one by one.
+    """
+    threshold = handle.block_threshold
+    return (threshold is not None and handle.longest_step >= threshold) or (
+        handle.blocked >= elapsed / 4
     )
 
 
