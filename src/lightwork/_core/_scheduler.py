@@ -18,10 +18,7 @@ import anyio.from_thread
 from . import _logging as log
 from ._admission import OVERFLOW_POLICIES, Admission, Overflow, check_limit
 from ._deadlines import Deadlines
-from ._exceptions import (
-    BackgroundQueueFull,
-    SchedulerClosedError,
-)
+from ._exceptions import BackgroundQueueFull, SchedulerClosedError
 from ._handle import HOLDS_SLOT, PENDING, RUNNING, TERMINAL_STATES, TaskHandle, TaskState
 from ._monitor import TimedCoroutine, count_gc_time
 from ._options import check_duration
@@ -40,8 +37,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 _Phase = Literal["idle", "running", "closing", "closed"]
-
-
 _PENDING_AT_SHUTDOWN: Final = get_args(PendingAtShutdown)
 
 
@@ -93,7 +88,7 @@ class Scheduler(TaskSource, Shutdown):
         self.watchdog = None if watchdog is None else LoopWatchdog(watchdog)
         """The thread that reports a stuck event loop (``event_loop_blocked``), if asked for."""
         self.offloader: OffloadPort = NO_OFFLOAD if offload is None else offload
-        """Where ``offload()`` sends jobs: the ``offload=`` argument, or the local process pool."""
+        """The port of the offload bridge; without one, no task is ever handed over."""
         self.overflow: Overflow = overflow
         self.pending_at_shutdown: PendingAtShutdown = pending_at_shutdown
         self.shield_timeout = shield_timeout
