@@ -1,8 +1,10 @@
 """Every exception lightwork raises, and those of the core.
 
-Each layer defines the exceptions it raises: the core these, the offload bridge its branch
-(``lightwork._offload._exceptions``), the ASGI layer ``BackgroundNotInstalledError``
-(``lightwork._asgi._exceptions``); ``lightwork`` exports them all. The tree::
+Each layer defines the exceptions it raises: the core these, the offload bridge the
+``OffloadError`` branch (``lightwork._offload._exceptions``) and ``TaskOffloadedError``
+(beside the ``JobRef`` it carries, in ``lightwork._offload._job``), the ASGI layer
+``BackgroundNotInstalledError`` (``lightwork._asgi._exceptions``); ``lightwork`` exports them
+all. The tree::
 
     LightworkError
     ├── BackgroundNotInstalledError (LookupError)

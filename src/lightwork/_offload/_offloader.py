@@ -203,30 +203,6 @@ class Offloader:
             self._courier.handing_over[job_id] = delivery
         return JobRef(self, job.name, job_id, delivery)
 
-    # -- the scheduler's offload port (overflow="offload", pending_at_shutdown="spill") ------
-
-    def accepts(self, fn: object) -> bool:
-        """Tell whether a task calling *fn* could be handed over: an ``@offloadable`` one's."""
-        return is_offloadable(fn)
-
-    def is_hand_off(self, coro: object) -> bool:
-        """Tell whether *coro* is one of this bridge's hand-offs, which never wait for a slot."""
-        return is_hand_off(coro)
-
-    def take_over(
-        self, source: TaskSource, handle: TaskHandle[Any], reason: str
-    ) -> TaskOffloadedError:
-        """Offload the call kept on an unstarted *handle*; return what awaiting it raises."""
-        assert handle._job is not None
-        fn, args, kwargs = handle._job
-        ref = self._offload(source, fn, args, kwargs)
-        return TaskOffloadedError(
-            f"task {handle.name!r} went to the offload bridge as job {ref.job_id}: {reason}",
-            task=handle.name,
-            task_id=handle.id,
-            job=ref,
-        )
-
     def job(self, job_id: str, name: str = "") -> JobRef[Any]:
         """Return a ref to a job offloaded earlier (in another request, or before a restart)."""
         return JobRef(self, name, job_id, self._courier.handing_over.get(job_id))
@@ -289,7 +265,29 @@ class Offloader:
         if not capable:
             raise self.backend.unsupported(what)
 
-    # -- handing over -------------------------------------------------------------------------
+    # -- handing over: the scheduler's offload port (overflow="offload", spill) -------------
+
+    def accepts(self, fn: object) -> bool:
+        """Tell whether a task calling *fn* could be handed over: an ``@offloadable`` one's."""
+        return is_offloadable(fn)
+
+    def is_hand_off(self, coro: object) -> bool:
+        """Tell whether *coro* is one of this bridge's hand-offs, which never wait for a slot."""
+        return is_hand_off(coro)
+
+    def take_over(
+        self, source: TaskSource, handle: TaskHandle[Any], reason: str
+    ) -> TaskOffloadedError:
+        """Offload the call kept on an unstarted *handle*; return what awaiting it raises."""
+        assert handle._job is not None
+        fn, args, kwargs = handle._job
+        ref = self._offload(source, fn, args, kwargs)
+        return TaskOffloadedError(
+            f"task {handle.name!r} went to the offload bridge as job {ref.job_id}: {reason}",
+            task=handle.name,
+            task_id=handle.id,
+            job=ref,
+        )
 
     # -- the dead-letter table ----------------------------------------------------------------
 
