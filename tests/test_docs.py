@@ -702,8 +702,9 @@ def test_limits_queue_back_pressure_and_503(
         sender.start()
         admission = limits.scheduler._admission
         assert admission is not None
-        wait_in_thread(lambda: bool(admission.room))  # the late request waits for room
-        assert len(lightwork_tasks.tasks) == 103  # the late task is not added yet
+        wait_in_thread(lambda: bool(admission.waiters))  # the late request waits for room
+        assert len(lightwork_tasks.tasks) == 104  # the late task is made, and waits for room
+        assert lightwork_tasks.tasks[-1].state is TaskState.PENDING
         gate.set()
         sender.join(5)
         lightwork_tasks.wait()
@@ -714,32 +715,35 @@ def test_limits_queue_back_pressure_and_503(
     assert sorted(e["request_id"] for e in completed) == ["bulk"] * 102 + ["late"]
 
 
-def test_tasks_released_into_a_full_queue_are_dropped_and_logged(
+def test_a_request_that_would_wait_for_its_own_room_hears_of_a_full_queue_at_once(
     lightwork_tasks: TaskRecorder, logs: Logs
 ) -> None:
-    # The same app with the default start="after_response": tasks reach the queue after
-    # the response, when nobody can be told; the one that finds it full is dropped.
+    # Room for two tasks: the newsletter's first two keep it until its response, so the
+    # third could wait for nothing but this request's end. It is refused: a 503.
     app = Starlette(
         routes=limits.app.routes,
         middleware=[
             Middleware(
                 lightwork.BackgroundMiddleware,
                 scheduler=lightwork.Scheduler(max_concurrency=1, max_pending=1),
+                run_if="success",  # a 503 gives the two back: the client sends all three again
             )
         ],
+        exception_handlers=limits.app.exception_handlers,
     )
     with TestClient(app) as client:
         addresses = ["a@example.com", "b@example.com", "c@example.com"]
         response = client.post("/newsletter", json={"addresses": addresses})
+        assert response.status_code == 503
+        assert client.post("/newsletter", json={"addresses": addresses[:2]}).status_code == 202
         lightwork_tasks.wait()
-    assert response.status_code == 202
     assert [task.state for task in lightwork_tasks.tasks] == [
-        TaskState.COMPLETED,
-        TaskState.COMPLETED,
-        TaskState.DROPPED,
+        *[TaskState.DROPPED] * 3,
+        *[TaskState.COMPLETED] * 2,
     ]
-    [dropped] = events(logs, "background_task_dropped")
-    assert "queue is full" in dropped["reason"]
+    reasons = [e["reason"] for e in events(logs, "background_task_dropped")]
+    assert "kept for the tasks of requests still being handled" in reasons[0]
+    assert reasons[1:] == ["the response status was 503 (run_if='success')"] * 2
 
 
 async def test_a_task_added_from_a_thread_into_a_full_queue_is_dropped(logs: Logs) -> None:

@@ -62,9 +62,8 @@ app = Starlette(
         Route("/newsletter", newsletter, methods=["POST"]),
         Route("/tasks", tasks),
     ],
-    middleware=[
-        # Tasks enter the queue as they are added, so a full queue is known in the request.
-        Middleware(lightwork.BackgroundMiddleware, scheduler=scheduler, start="immediately")
-    ],
+    # A request's tasks start after its response, and keep their room from the moment they
+    # are added: a full queue is known in the request, never after it.
+    middleware=[Middleware(lightwork.BackgroundMiddleware, scheduler=scheduler)],
     exception_handlers={lightwork.BackgroundQueueFull: lightwork.queue_full_response},
 )

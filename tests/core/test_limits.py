@@ -199,27 +199,35 @@ async def test_add_task_wait_callers_get_in_in_the_order_they_came() -> None:
         assert await (await second) == "-"
 
 
-async def test_an_add_task_wait_caller_beaten_to_the_room_stays_first_in_line() -> None:
+async def fill_then_wait_twice(
+    scheduler: Scheduler, gate: asyncio.Event
+) -> tuple[lightwork.TaskHandle[str], asyncio.Future[Any], asyncio.Future[Any]]:
+    """Fill a scheduler of one slot and one queue place; return the queued task and two
+    add_task_wait callers, "first" and "second", waiting in that order."""
+    scheduler.add_task(wait_for(gate))
+    queued = scheduler.add_task(wait_for(gate))
+    first = asyncio.ensure_future(scheduler.add_task_wait(wait_for(gate), name="first"))
+    await asyncio.sleep(0)
+    second = asyncio.ensure_future(scheduler.add_task_wait(wait_for(gate), name="second"))
+    await asyncio.sleep(0)
+    return queued, first, second
+
+
+async def test_room_made_goes_to_the_first_add_task_wait_caller_not_to_a_later_add_task() -> None:
     gate = asyncio.Event()
     async with Scheduler(max_concurrency=1, max_pending=1, overflow="wait") as scheduler:
-        scheduler.add_task(wait_for(gate))
-        queued = scheduler.add_task(wait_for(gate))
-        first = asyncio.ensure_future(scheduler.add_task_wait(wait_for(gate), name="first"))
-        await asyncio.sleep(0)
-        second = asyncio.ensure_future(scheduler.add_task_wait(wait_for(gate), name="second"))
-        await asyncio.sleep(0)
-        queued.cancel()  # room for one: the first caller is woken...
-        eager = scheduler.add_task(wait_for(gate))  # ...but a caller that does not wait takes it
-        await asyncio.sleep(0)
-        assert not first.done()
-        eager.cancel()  # room again: still the first caller's
+        queued, first, second = await fill_then_wait_twice(scheduler, gate)
+        queued.cancel()  # room for one: kept for the first caller at once...
+        with pytest.raises(BackgroundQueueFull):  # ...so a caller that does not wait finds none
+            scheduler.add_task(wait_for(gate), name="eager")
         assert (await first).name == "first"
         assert not second.done()
         gate.set()
         assert (await second).name == "second"
+    assert scheduler.counts()["dropped"] == 1  # the eager one; no task accepted then dropped
 
 
-async def test_add_task_wait_callers_beaten_to_two_rooms_keep_their_order() -> None:
+async def test_add_task_wait_callers_get_rooms_made_at_once_in_the_order_they_came() -> None:
     gate, served = asyncio.Event(), list[str]()
 
     async def wait_then_add(caller: str) -> None:
@@ -234,16 +242,32 @@ async def test_add_task_wait_callers_beaten_to_two_rooms_keep_their_order() -> N
             callers.append(asyncio.ensure_future(wait_then_add(caller)))
             await asyncio.sleep(0)
         for handle in queued:
-            handle.cancel()  # two rooms: A and B are woken...
-        eager = [scheduler.add_task(wait_for(gate)) for _ in range(2)]  # ...and beaten to both
+            handle.cancel()  # two rooms: A's and B's
+        with pytest.raises(BackgroundQueueFull):
+            scheduler.add_task(wait_for(gate))
         await asyncio.sleep(0)
-        for handle in eager:  # one room at a time
-            handle.cancel()
-            await asyncio.sleep(0)
         assert served == ["A", "B"]
         gate.set()
         await asyncio.gather(*callers)
     assert served == ["A", "B", "C"]
+
+
+async def test_an_add_task_wait_caller_cancelled_after_it_was_given_room_passes_it_on(
+    logs: Logs,
+) -> None:
+    gate = asyncio.Event()
+    async with Scheduler(max_concurrency=1, max_pending=1) as scheduler:
+        queued, first, second = await fill_then_wait_twice(scheduler, gate)
+        queued.cancel()  # the room goes to the first caller...
+        first.cancel()  # ...which leaves before it could take it: the second gets it
+        assert (await second).name == "second"
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        gate.set()
+    [cancelled] = [e for e in events(logs, "background_task_cancelled") if e["task"] == "first"]
+    assert cancelled["reason"] == "add_task_wait was cancelled while it waited"
+    assert scheduler.counts()["added"] == 4  # each task ended in one state
+    assert scheduler.counts()["completed"] == 2
 
 
 def test_a_full_queue_answers_503_with_retry_after(lightwork_tasks: TaskRecorder) -> None:
@@ -271,14 +295,19 @@ def test_a_full_queue_answers_503_with_retry_after(lightwork_tasks: TaskRecorder
     assert response.headers["Retry-After"] == "1"
 
 
-def test_tasks_released_into_a_full_queue_are_dropped_and_logged(
+def test_a_request_task_that_will_not_fit_is_refused_in_add_task_not_dropped_later(
     logs: Logs, lightwork_tasks: TaskRecorder
 ) -> None:
+    refused: list[BackgroundQueueFull] = []
+
     async def endpoint(request: Request) -> Response:
         background = lightwork.get_background(request)
         for _ in range(3):
-            background.add_task(asyncio.sleep(0.05))
-        return PlainTextResponse("accepted")  # released after this: nobody to raise to
+            try:
+                background.add_task(asyncio.sleep(0.05))
+            except BackgroundQueueFull as exc:
+                refused.append(exc)
+        return PlainTextResponse("accepted")  # the two accepted tasks start after this
 
     app = Starlette(
         routes=[Route("/", endpoint)],
@@ -289,10 +318,14 @@ def test_tasks_released_into_a_full_queue_are_dropped_and_logged(
     with TestClient(app) as client:
         assert client.get("/").status_code == 200
         lightwork_tasks.wait()
+    assert len(refused) == 1
     assert [h.state for h in lightwork_tasks.tasks] == [
         TaskState.COMPLETED, TaskState.COMPLETED, TaskState.DROPPED,
     ]  # fmt: skip
-    assert "queue is full" in events(logs, "background_task_dropped")[0]["reason"]
+    [dropped] = events(logs, "background_task_dropped")
+    assert dropped["reason"] == (
+        "the queue is full (max_pending=1, with room kept for 2 tasks that start later)"
+    )
 
 
 @pytest.mark.parametrize(

@@ -59,10 +59,15 @@ class Background(OffloadingSource):
         """The app's scheduler, for tasks that should not wait for this response."""
         return self.__scheduler
 
+    @property
+    def _holds_tasks(self) -> bool:
+        return not self._released
+
     def _accept(self, handle: TaskHandle[Any]) -> None:
         handle.route = self._route
         if not self._released:
-            if not self.__scheduler._refuse_if_full(handle):
+            self.__scheduler._hold(handle)  # keeps its room, or overflows now (may raise)
+            if handle.state is PENDING:  # not dropped or offloaded by a full queue
                 if self._pending is None:
                     self._pending = []
                 self._pending.append(handle)

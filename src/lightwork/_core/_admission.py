@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import heapq
 import itertools
 from collections import deque
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, get_args
+
+from ._exceptions import BackgroundQueueFull
+from ._handle import HOLDS_SLOT, RESERVED
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterator, Mapping
@@ -106,17 +108,25 @@ class TaskQueue:
 
 
 class Admission:
-    """The limits of one scheduler: slots in use, in all and per task name, and the queue."""
+    """The limits of one scheduler: slots in use, in all and per task name, and the queue.
+
+    Room is a slot or a queue place. A task a request holds until its response is sent
+    *reserves* room when it is added, so that it can always be placed when it is released:
+    a task that ``add_task`` accepted is never dropped later for lack of room. Which of the
+    two it will take is only known then, so a reservation counts against
+    ``max_concurrency + max_pending``, and against its name's limit plus the queue.
+    """
 
     __slots__ = (
-        "_arrivals",
         "_by_name",
+        "_reserved_by_name",
         "limits",
         "max_concurrency",
         "max_pending",
         "queue",
-        "room",
+        "reserved",
         "used",
+        "waiters",
     )
 
     def __init__(
@@ -135,14 +145,16 @@ class Admission:
         self.used = 0
         self._by_name: dict[str, int] = dict.fromkeys(self.limits, 0)
         self.queue = TaskQueue(self.limits)
-        # add_task_wait callers, first come first served: (arrival, waiter), a heap.
-        self.room: list[tuple[int, asyncio.Future[None]]] = []
-        self._arrivals = itertools.count()
+        self.reserved = 0
+        """Tasks held by requests that have not ended yet, each keeping room for itself."""
+        self._reserved_by_name: dict[str | None, int] = dict.fromkeys((*self.limits, None), 0)
+        # add_task_wait callers in the order they came, each with the task it waits to add.
+        self.waiters: list[tuple[TaskHandle[Any], asyncio.Future[None]]] = []
 
     def __repr__(self) -> str:
         return (
             f"<Admission used={self.used}/{self.max_concurrency} "
-            f"queued={len(self.queue)}/{self.max_pending}>"
+            f"queued={len(self.queue)}/{self.max_pending} reserved={self.reserved}>"
         )
 
     def has_slot(self, name: str) -> bool:
@@ -157,43 +169,119 @@ class Admission:
             self._by_name[name] += 1
 
     def free_slot(self, name: str) -> None:
+        """Give a slot back; the caller starts queued tasks, then calls ``make_room``."""
         self.used -= 1
         if name in self._by_name:
             self._by_name[name] -= 1
 
-    def queue_full(self) -> bool:
-        return self.max_pending is not None and len(self.queue) >= self.max_pending
+    def fits(self, name: str, *, held_only: bool = False) -> bool:
+        """Tell whether a new task of *name* has room, once every reservation is placed.
+
+        *held_only* leaves out the tasks running or queued now, which will end: it tells
+        whether room can come at all without a request ending first.
+        """
+        if self.max_pending is None:  # the queue takes every task without a slot
+            return True
+        if not self.reserved and not held_only:  # the common case: room as it is now
+            return self.has_slot(name) or len(self.queue) < self.max_pending
+        # Place the reservations and this task: each takes a slot while its name and
+        # max_concurrency allow, and the queue takes the rest.
+        reserved = self._reserved_by_name
+        own = name if name in self.limits else None
+        slots = 0
+        for limited, limit in self.limits.items():
+            wanted = reserved[limited] + (limited == own)
+            if wanted:
+                free = limit if held_only else limit - self._by_name[limited]
+                slots += min(wanted, free)
+        slots += reserved[None] + (own is None)
+        if self.max_concurrency is not None:
+            slots = min(slots, self.max_concurrency - (0 if held_only else self.used))
+        queued = 0 if held_only else len(self.queue)
+        return queued + self.reserved + 1 - slots <= self.max_pending
+
+    def reserve(self, handle: TaskHandle[Any]) -> None:
+        """Keep room for *handle* until its request releases it (``fits`` said there is)."""
+        self._count_reserved(handle, 1)
+        handle._flags |= RESERVED
+
+    def place(self, handle: TaskHandle[Any]) -> bool:
+        """Turn *handle*'s reservation, if any, into a slot (True) or a queue place (False).
+
+        Never refused: the reservation kept that room, and a task without one was
+        checked with ``fits``.
+        """
+        if handle._flags & RESERVED:
+            handle._flags &= ~RESERVED
+            self._count_reserved(handle, -1)
+        if self.has_slot(handle.name):
+            self.take_slot(handle.name)
+            handle._flags |= HOLDS_SLOT
+            return True
+        self.queue.append(handle)
+        return False
 
     def next_startable(self) -> TaskHandle[Any] | None:
         """Take the first queued task that has a slot now (others may wait on a name limit)."""
-        handle = self.queue.pop_oldest(self.has_slot)
-        if handle is not None:
-            self._make_room()
-        return handle
+        return self.queue.pop_oldest(self.has_slot)
 
     def forget(self, handle: TaskHandle[Any]) -> None:
-        """Take a task that ended before it started (cancelled, dropped) off the queue."""
-        if self.queue.discard(handle):
-            self._make_room()
+        """Give back the room of a task that ended before it started (cancelled, dropped)."""
+        if handle._flags & RESERVED:
+            handle._flags &= ~RESERVED
+            self._count_reserved(handle, -1)
+        elif not self.queue.discard(handle):
+            return
+        self.make_room()
 
-    async def wait_for_room(self) -> None:
-        arrival = next(self._arrivals)  # kept when an add_task that did not wait takes the room
-        while self.queue_full():
-            entry = (arrival, asyncio.get_running_loop().create_future())
-            heapq.heappush(self.room, entry)
-            try:
-                await entry[1]
-            except asyncio.CancelledError:
-                if entry[1].cancelled():  # still in line: leave it
-                    self.room.remove(entry)
-                    heapq.heapify(self.room)
-                else:
-                    self._make_room()  # woken, but leaving: wake the next one instead
-                raise
+    async def wait_for_room(self, handle: TaskHandle[Any], *, held: bool) -> None:
+        """Wait until there is room for *handle*, then keep it for *handle* (reserved).
 
-    def _make_room(self) -> None:
-        while self.room:
-            _, waiter = heapq.heappop(self.room)
-            if not waiter.done():
+        Room goes to waiting callers in the order they came, as soon as it is made: no
+        caller that does not wait can take it first. *held* says the task waits for its
+        request's response: if only requests still being handled keep the room, it could
+        never come while this one waits, so ``BackgroundQueueFull`` is raised instead.
+        """
+        if self.fits(handle.name):  # room, and so no earlier caller waits for this name
+            return
+        if held and not self.fits(handle.name, held_only=True):
+            raise BackgroundQueueFull(
+                f"task {handle.name!r} not accepted: the room is kept for the tasks of "
+                f"requests still being handled ({self.reserved} tasks), which start after "
+                "their responses, so waiting here could wait for this request's own end; "
+                "add fewer tasks per request, raise max_pending, or start='immediately'"
+            )
+        entry = (handle, asyncio.get_running_loop().create_future())
+        self.waiters.append(entry)  # a list: waits are rare, and short
+        try:
+            await entry[1]
+        except asyncio.CancelledError:
+            if entry[1].cancelled():  # still in line: leave it
+                self.waiters.remove(entry)
+            raise  # woken first: the caller drops the handle, which gives the room back
+
+    def make_room(self) -> None:
+        """Hand room that was just made to waiting callers, first come first served.
+
+        A caller whose name is held back by its limit keeps its place, and those behind it
+        whose names fit get in.
+        """
+        waiters = self.waiters
+        index = 0
+        while index < len(waiters):
+            handle, waiter = waiters[index]
+            if waiter.done():  # cancelled meanwhile
+                del waiters[index]
+            elif self.fits(handle.name):
+                del waiters[index]
+                self.reserve(handle)
                 waiter.set_result(None)
+            elif handle.name in self.limits:
+                index += 1
+            else:  # no room for a name without a limit: none for any other name either
                 return
+
+    def _count_reserved(self, handle: TaskHandle[Any], change: int) -> None:
+        self.reserved += change
+        name = handle.name
+        self._reserved_by_name[name if name in self.limits else None] += change

@@ -43,11 +43,13 @@ PENDING: Final = TaskState.PENDING
 RUNNING: Final = TaskState.RUNNING
 COMPLETED: Final = TaskState.COMPLETED
 
-# The bits of ``TaskHandle._flags``: one int instead of three slots, 16 bytes a task.
+# The bits of ``TaskHandle._flags``: one int instead of four slots, 24 bytes a task.
 SHIELDED: Final = 1
 SLOW_LOGGED: Final = 2
 HOLDS_SLOT: Final = 4
 """It holds one of the scheduler's ``max_concurrency`` slots."""
+RESERVED: Final = 8
+"""It keeps room (a slot or a queue place) while its request has not released it."""
 
 _ids = itertools.count(1)
 

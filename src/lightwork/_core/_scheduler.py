@@ -9,6 +9,8 @@ no wrapper coroutine, no cancel scope, no task group, no done-callback, no timer
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import functools
 import math
 from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypeVar, get_args
 
@@ -19,7 +21,7 @@ from . import _logging as log
 from ._admission import OVERFLOW_POLICIES, Admission, Overflow, check_limit
 from ._deadlines import Deadlines
 from ._exceptions import BackgroundQueueFull, SchedulerClosedError
-from ._handle import HOLDS_SLOT, PENDING, RUNNING, TERMINAL_STATES, TaskHandle, TaskState
+from ._handle import HOLDS_SLOT, PENDING, RESERVED, RUNNING, TERMINAL_STATES, TaskHandle, TaskState
 from ._monitor import TimedCoroutine, count_gc_time
 from ._options import check_duration
 from ._ports import NO_OFFLOAD
@@ -30,7 +32,7 @@ from ._stats import TaskStats
 from ._watchdog import LoopWatchdog
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from ._ports import OffloadPort
 
@@ -258,7 +260,8 @@ class Scheduler(TaskSource, Shutdown):
         # Not running on a live loop: a worker thread of an event loop (a sync endpoint's,
         # with no lifespan to start the scheduler) has it accepted there, as the loop would.
         try:
-            error = anyio.from_thread.run_sync(self._accept_here, handle, may_raise)
+            accept = functools.partial(self._accept, may_raise=may_raise)
+            error = anyio.from_thread.run_sync(self._on_loop, accept, handle)
         except RuntimeError:  # no event loop behind this thread, or it has finished
             self._drop(handle, f"scheduler {self._phase}, added from a thread")
             raise SchedulerClosedError(
@@ -267,14 +270,6 @@ class Scheduler(TaskSource, Shutdown):
             ) from None
         if error is not None:
             raise error
-
-    def _accept_here(self, handle: TaskHandle[Any], may_raise: bool) -> Exception | None:
-        """Accept *handle* on the loop for a thread, handing back what that raised."""
-        try:
-            self._accept(handle, may_raise=may_raise)
-        except Exception as exc:  # noqa: BLE001 -- raised again in the thread that added it
-            return exc
-        return None
 
     def _start_on_first_use(self, loop: asyncio.AbstractEventLoop) -> None:
         self._bind(loop)
@@ -303,38 +298,65 @@ class Scheduler(TaskSource, Shutdown):
             self._drop(handle, "the scheduler closed before the task could start")
             return
         admission = self._admission
-        if admission is not None and not self._unlimited(handle):
-            if not admission.has_slot(handle.name):
-                if admission.queue_full():
-                    self._overflow(handle, may_raise)
-                else:
-                    admission.queue.append(handle)
+        if admission is not None and (handle._flags & RESERVED or not self._unlimited(handle)):
+            if not handle._flags & RESERVED and not admission.fits(handle.name):
+                self._overflow(handle, may_raise)
                 return
-            admission.take_slot(handle.name)
-            handle._flags |= HOLDS_SLOT
+            if not admission.place(handle):  # queued
+                return
         self._launch(handle)
 
-    def _refuse_if_full(self, handle: TaskHandle[Any]) -> bool:
-        """Apply the overflow policy at once to a request's task if the queue is full now.
+    def _hold(self, handle: TaskHandle[Any]) -> None:
+        """Keep room for a task its request holds until the response, or overflow it now.
 
-        So that the request can still hear of it (``BackgroundQueueFull``, a 503) rather
-        than its task being dropped after the response. Only on the loop's own thread;
-        return whether the task was refused.
+        Now, in ``add_task``, while the request can still hear of it (``BackgroundQueueFull``,
+        a 503), rather than after the response, when the task would be dropped.
         """
         admission = self._admission
         if (
             admission is None
-            or not admission.queue_full()
-            or admission.has_slot(handle.name)
+            or admission.max_pending is None  # the queue takes every task: no room to keep
+            or handle._flags & RESERVED  # add_task_wait was given it
             or self._unlimited(handle)
         ):
-            return False
+            return
         try:
             asyncio.get_running_loop()
-        except RuntimeError:  # a sync endpoint's thread: decided when the task is released
-            return False
-        self._overflow(handle, may_raise=True)
-        return True
+        except RuntimeError:  # a sync endpoint's thread: the count is the loop's to keep
+            self._hold_from_thread(handle)
+            return
+        if admission.fits(handle.name):
+            admission.reserve(handle)
+        else:
+            self._overflow(handle, may_raise=True)
+
+    def _hold_from_thread(self, handle: TaskHandle[Any]) -> None:
+        try:
+            error = anyio.from_thread.run_sync(self._on_loop, self._hold, handle)
+        except RuntimeError:  # not a worker thread of the loop: ask the loop and wait
+            loop = self._loop
+            if loop is None or not loop.is_running():
+                self._drop(handle, f"scheduler {self._phase}, added from a thread")
+                raise SchedulerClosedError(
+                    "the lightwork scheduler is not running: add a request's tasks from "
+                    "its endpoint, or start the scheduler first"
+                ) from None
+            answer: concurrent.futures.Future[Exception | None] = concurrent.futures.Future()
+            loop.call_soon_threadsafe(lambda: answer.set_result(self._on_loop(self._hold, handle)))
+            error = answer.result()
+        if error is not None:
+            raise error
+
+    @staticmethod
+    def _on_loop(
+        method: Callable[[TaskHandle[Any]], None], handle: TaskHandle[Any]
+    ) -> Exception | None:
+        """Call *method* on the loop for a thread, handing back what it raised."""
+        try:
+            method(handle)
+        except Exception as exc:  # noqa: BLE001 -- raised again in the thread that added it
+            return exc
+        return None
 
     def _unlimited(self, handle: TaskHandle[Any]) -> bool:
         """Tell whether *handle* may run past the limits: an offload hand-off never waits.
@@ -346,8 +368,15 @@ class Scheduler(TaskSource, Shutdown):
         return self._offloading or self.offloader.is_hand_off(handle._coro)
 
     def _overflow(self, handle: TaskHandle[Any], may_raise: bool) -> None:
-        assert self._admission is not None
-        reason = f"the queue is full ({self._admission.max_pending} tasks waiting)"
+        admission = self._admission
+        assert admission is not None
+        if admission.reserved:  # held by requests until their responses, or by add_task_wait
+            reason = (
+                f"the queue is full (max_pending={admission.max_pending}, with room kept "
+                f"for {admission.reserved} tasks that start later)"
+            )
+        else:
+            reason = f"the queue is full ({admission.max_pending} tasks waiting)"
         if self.overflow == "offload" and self._offload_instead(handle, reason):
             return
         self._drop(handle, reason)
@@ -375,12 +404,15 @@ class Scheduler(TaskSource, Shutdown):
         return True
 
     def _start_queued(self) -> None:
+        """Fill the slot a task just freed from the queue, and hand the room on to waiters."""
         admission = self._admission
         assert admission is not None
         while (handle := admission.next_startable()) is not None:
             admission.take_slot(handle.name)
             handle._flags |= HOLDS_SLOT
             self._launch(handle)
+        if admission.waiters:
+            admission.make_room()
 
     def _launch(self, handle: TaskHandle[Any]) -> None:
         loop = self._loop

@@ -10,6 +10,7 @@ from types import CoroutineType
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, Protocol, TypeVar, overload
 
 from ._definitions import facts_of, facts_of_coroutine, name_of
+from ._exceptions import BackgroundQueueFull
 from ._handle import TaskHandle, TaskOwner
 from ._lifecycle import observers
 from ._options import NO_OPTIONS, OPTION_CHECKS, UNSET, TaskOptions, _Unset
@@ -54,6 +55,7 @@ class SourceOwner(TaskOwner, Protocol):
     @property
     def _keeps_call(self) -> Callable[[object], bool] | None: ...
     def _check_open(self) -> None: ...
+    def _drop(self, handle: TaskHandle[Any], reason: str) -> None: ...
     def _thread_limiter(self) -> anyio.CapacityLimiter: ...
 
 
@@ -122,23 +124,26 @@ class TaskSource:
             background.add_task(send_email("ada@example.com"), name="welcome", timeout=5)
             ```
         """
+        handle = self._new_task(target, args, kwargs)
+        self._accept(handle)
+        return handle
+
+    def _new_task(self, target: Any, args: tuple[Any, ...], kwargs: Any) -> TaskHandle[Any]:
+        """Check an ``add_task`` call and make its task's handle, not yet accepted."""
         scheduler = self._scheduler
         if isinstance(target, CoroutineType):
             try:
                 if scheduler._phase != "running":  # so that the common case pays one test
                     scheduler._check_open()
-                handle = _from_coroutine(scheduler, target, args, kwargs)
+                return _from_coroutine(scheduler, target, args, kwargs)
             except BaseException:
                 target.close()
                 raise
-        elif callable(target):
+        if callable(target):
             if scheduler._phase != "running":
                 scheduler._check_open()
-            handle = _from_callable(scheduler, target, args, kwargs)
-        else:
-            raise TypeError(_not_a_task(target))
-        self._accept(handle)
-        return handle
+            return _from_callable(scheduler, target, args, kwargs)
+        raise TypeError(_not_a_task(target))
 
     @overload
     async def add_task_wait(
@@ -164,10 +169,16 @@ class TaskSource:
         self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
     ) -> TaskHandle[T]: ...
     async def add_task_wait(self, target: Any, /, *args: Any, **kwargs: Any) -> TaskHandle[Any]:
-        """Like ``add_task``, but first wait for room in the scheduler's queue.
+        """Like ``add_task``, but first wait for room: a slot or a place in the queue.
 
-        For back-pressure: a request that adds work faster than it drains waits here instead
+        For back-pressure: a handler that adds work faster than it drains waits here instead
         of failing with ``BackgroundQueueFull``. Without ``max_pending`` it never waits.
+        Callers get the room in the order they came.
+
+        Raises:
+            BackgroundQueueFull: the task would wait for its request's response, and all the
+                room is kept for tasks of requests still being handled, this one's among
+                them: it could not come while the handler waits.
 
         Example:
             ```python
@@ -175,9 +186,24 @@ class TaskSource:
             ```
         """
         admission = self._scheduler._admission
-        if admission is not None:
-            await admission.wait_for_room()
-        return self.add_task(target, *args, **kwargs)
+        if admission is None:
+            return self.add_task(target, *args, **kwargs)
+        handle = self._new_task(target, args, kwargs)
+        try:
+            await admission.wait_for_room(handle, held=self._holds_tasks)
+        except BackgroundQueueFull as exc:
+            self._scheduler._drop(handle, str(exc))
+            raise
+        except BaseException:
+            self._scheduler._cancel(handle, "add_task_wait was cancelled while it waited")
+            raise
+        self._accept(handle)
+        return handle
+
+    @property
+    def _holds_tasks(self) -> bool:
+        """Whether tasks added now wait for something to end before they start."""
+        return False
 
 
 def _from_coroutine(
