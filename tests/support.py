@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
@@ -17,3 +18,11 @@ async def wait_until(predicate: Callable[[], bool], deadline_s: float = 5.0) -> 
     async with asyncio.timeout(deadline_s):
         while not predicate():
             await asyncio.sleep(0.005)
+
+
+def wait_in_thread(predicate: Callable[[], bool], deadline_s: float = 5.0) -> None:
+    """Poll *predicate* from the test's thread until it holds; fail after *deadline_s*."""
+    deadline = time.monotonic() + deadline_s
+    while not predicate():
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.005)

@@ -34,7 +34,7 @@ import lightwork
 from lightwork import TaskState, TaskTimeoutError
 from lightwork.backends import MemoryBackend
 from tests import offload_jobs
-from tests.support import events, wait_until
+from tests.support import events, wait_in_thread, wait_until
 
 if TYPE_CHECKING:
     from lightwork.testing import TaskRecorder
@@ -394,14 +394,6 @@ def test_the_watchdog_names_a_request_handler_that_blocks(
     [report] = events(logs, "event_loop_blocked")
     assert (report["task"], report["route"]) == (None, "GET /rates")
     assert "in convert" in report["stack"]
-
-
-def wait_in_thread(predicate: Callable[[], bool], deadline_s: float = 5.0) -> None:
-    """Poll *predicate* from the test's thread until it holds; fail after *deadline_s*."""
-    deadline = time.monotonic() + deadline_s
-    while not predicate():
-        assert time.monotonic() < deadline, "the condition never held"
-        time.sleep(0.005)
 
 
 def hung_until_reported(logs: Logs) -> Callable[[], dict[str, float]]:

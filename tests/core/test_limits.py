@@ -6,7 +6,7 @@ import asyncio
 import contextvars
 import inspect
 import threading
-from collections.abc import MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import pytest
@@ -31,6 +31,21 @@ tenant: contextvars.ContextVar[str] = contextvars.ContextVar("tenant", default="
 async def wait_for(gate: asyncio.Event) -> str:
     await gate.wait()
     return tenant.get()
+
+
+def get_once(
+    endpoint: Callable[[Request], Awaitable[Response]],
+    scheduler: Scheduler,
+    tasks: TaskRecorder,
+) -> None:
+    """Serve *endpoint* under the middleware, GET it once, and wait for the tasks it added."""
+    app = Starlette(
+        routes=[Route("/", endpoint)],
+        middleware=[Middleware(BackgroundMiddleware, scheduler=scheduler)],
+    )
+    with TestClient(app) as client:
+        assert client.get("/").status_code == 200
+        tasks.wait()
 
 
 async def test_max_concurrency_queues_the_rest_in_order() -> None:
@@ -309,15 +324,7 @@ def test_a_request_task_that_will_not_fit_is_refused_in_add_task_not_dropped_lat
                 refused.append(exc)
         return PlainTextResponse("accepted")  # the two accepted tasks start after this
 
-    app = Starlette(
-        routes=[Route("/", endpoint)],
-        middleware=[
-            Middleware(BackgroundMiddleware, scheduler=Scheduler(max_concurrency=1, max_pending=1))
-        ],
-    )
-    with TestClient(app) as client:
-        assert client.get("/").status_code == 200
-        lightwork_tasks.wait()
+    get_once(endpoint, Scheduler(max_concurrency=1, max_pending=1), lightwork_tasks)
     assert len(refused) == 1
     assert [h.state for h in lightwork_tasks.tasks] == [
         TaskState.COMPLETED, TaskState.COMPLETED, TaskState.DROPPED,
@@ -507,4 +514,56 @@ def test_a_request_hears_of_a_full_queue_even_when_tasks_start_after_the_respons
         lightwork_tasks.wait()
     assert [h.state for h in lightwork_tasks.tasks] == [
         TaskState.COMPLETED, TaskState.COMPLETED, TaskState.DROPPED,
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("overflow", "state"), [("drop", TaskState.DROPPED), ("offload", TaskState.OFFLOADED)]
+)
+def test_a_held_task_that_will_not_fit_overflows_in_the_handler(
+    lightwork_tasks: TaskRecorder, overflow: lightwork.Overflow, state: TaskState
+) -> None:
+    seen: list[TaskState] = []
+    backend = MemoryBackend()
+
+    async def endpoint(request: Request) -> Response:
+        background = lightwork.get_background(request)
+        seen.extend(background.add_task(offload_jobs.add, 2, b=3).state for _ in range(3))
+        return PlainTextResponse("accepted")
+
+    scheduler = Scheduler(
+        max_concurrency=1, max_pending=1, overflow=overflow,
+        offload=Offloader(backend, outbox=None),
+    )  # fmt: skip
+    get_once(endpoint, scheduler, lightwork_tasks)
+    # The third was dropped or offloaded while the handler ran, not after its response.
+    assert seen == [TaskState.PENDING, TaskState.PENDING, state]
+    assert [h.state for h in lightwork_tasks.tasks if h.name == "add"] == [
+        TaskState.COMPLETED, TaskState.COMPLETED, state,
+    ]  # fmt: skip
+    assert len(backend.submissions) == (overflow == "offload")
+
+
+def test_a_held_task_counts_against_its_names_limit_when_it_is_added(
+    lightwork_tasks: TaskRecorder,
+) -> None:
+    refused: list[str] = []
+
+    async def endpoint(request: Request) -> Response:
+        background = lightwork.get_background(request)
+        for name in ("report", "report", "report", "email"):
+            try:
+                background.add_task(asyncio.sleep(0.01), name=name)
+            except BackgroundQueueFull:
+                refused.append(name)
+        return PlainTextResponse("accepted")
+
+    # One report at a time and one place in the queue: the third report cannot fit, though
+    # two slots are free; an email still runs beside the first report.
+    scheduler = Scheduler(max_concurrency=3, max_pending=1, limits={"report": 1})
+    get_once(endpoint, scheduler, lightwork_tasks)
+    assert refused == ["report"]
+    assert [(h.name, h.state) for h in lightwork_tasks.tasks] == [
+        ("report", TaskState.COMPLETED), ("report", TaskState.COMPLETED),
+        ("report", TaskState.DROPPED), ("email", TaskState.COMPLETED),
     ]  # fmt: skip
