@@ -734,7 +734,7 @@ def test_a_request_that_would_wait_for_its_own_room_hears_of_a_full_queue_at_onc
         *[TaskState.COMPLETED] * 2,
     ]
     reasons = [e["reason"] for e in events(logs, "background_task_dropped")]
-    assert "kept for the tasks of requests still being handled" in reasons[0]
+    assert "it could not come while this request waits" in reasons[0]
     assert reasons[1:] == ["the response status was 503 (run_if='success')"] * 2
 
 

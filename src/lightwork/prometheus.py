@@ -22,7 +22,8 @@ Metrics, each with a ``task`` label (the task's name):
 - ``lightwork_tasks_scheduled_total``: tasks accepted by ``add_task``.
 - ``lightwork_tasks_ended_total``: tasks ended, with a ``state`` label: ``completed``,
   ``failed``, ``timed_out``, ``cancelled``, ``dropped`` or ``offloaded``.
-- ``lightwork_tasks_queued``: tasks accepted and not started yet (waiting for their response).
+- ``lightwork_tasks_queued``: tasks accepted and not started yet (held until their response,
+  or waiting in the queue).
 - ``lightwork_tasks_in_flight``: tasks running now.
 - ``lightwork_tasks_slow_total``, ``lightwork_tasks_blocking_total``: tasks that logged
   ``background_task_slow`` and ``background_task_blocking``.

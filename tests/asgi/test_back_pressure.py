@@ -131,7 +131,8 @@ def test_a_request_adding_more_tasks_than_fit_hears_so_in_its_handler(
     app, _ = held_app(scheduler, gate, run_if=run_if)
     with serving(app) as url, httpx2.Client(base_url=url, timeout=10) as client:
         answer = client.get("/add", params={"n": 20})
-        wait_in_thread(lambda: scheduler.running == 0 and scheduler.counts()["added"] == 9)
+        # Every task added ended: eight ran (or, with "success", were dropped), one refused.
+        wait_in_thread(lambda: sum(scheduler.counts()[s] for s in ("completed", "dropped")) == 9)
         counts = scheduler.counts()
         after = client.get("/add", params={"n": 8})  # all the room is back
         wait_in_thread(lambda: scheduler.counts()["completed"] == completed + 8)
@@ -312,3 +313,55 @@ def test_a_request_not_released_gives_its_room_back_at_once(
     assert failed[0].status_code == 400
     counts = scheduler.counts()
     assert (counts["added"], counts["completed"], counts["dropped"]) == (5, 2, 3)
+
+
+def test_add_task_wait_waits_on_other_requests_but_never_on_a_request_that_waits_too(
+    lightwork_tasks: TaskRecorder,
+) -> None:
+    first_added, go_on = threading.Event(), threading.Event()
+
+    async def short() -> None:
+        await asyncio.sleep(0.01)
+
+    async def first(request: Request) -> Response:
+        background = lightwork.get_background(request)
+        background.add_task(short)
+        first_added.set()
+        await asyncio.to_thread(go_on.wait, 10)
+        await background.add_task_wait(short)  # the second request waits on this one
+        return PlainTextResponse("accepted")
+
+    async def second(request: Request) -> Response:
+        background = lightwork.get_background(request)
+        background.add_task(short)
+        await background.add_task_wait(short)  # all the room is kept: waits for the first
+        return PlainTextResponse("accepted")
+
+    scheduler = Scheduler(max_concurrency=1, max_pending=1)  # room for two tasks
+    app = Starlette(
+        routes=[Route("/first", first), Route("/second", second)],
+        middleware=[Middleware(BackgroundMiddleware, scheduler=scheduler)],
+        exception_handlers={BackgroundQueueFull: lightwork.queue_full_response},
+    )
+    answers: dict[str, httpx2.Response] = {}
+    with serving(app) as url, httpx2.Client(base_url=url, timeout=10) as client:
+        senders = [
+            threading.Thread(target=lambda path=path: answers.update({path: client.get(path)}))
+            for path in ("/first", "/second")
+        ]
+        senders[0].start()
+        assert first_added.wait(5)
+        senders[1].start()
+        admission = scheduler._admission
+        assert admission is not None
+        # The first request will end and release its task: the second waits for that.
+        wait_in_thread(lambda: bool(admission.waiters))
+        assert not answers
+        # Now the first waits as well, on room the waiting second keeps: it is told at once.
+        go_on.set()
+        for sender in senders:
+            sender.join(10)
+        wait_in_thread(lambda: scheduler.counts()["completed"] == 3)
+    assert (answers["/first"].status_code, answers["/second"].status_code) == (503, 200)
+    counts = scheduler.counts()
+    assert (counts["added"], counts["completed"], counts["dropped"]) == (4, 3, 1)

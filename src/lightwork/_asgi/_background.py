@@ -60,8 +60,12 @@ class Background(OffloadingSource):
         return self.__scheduler
 
     @property
-    def _holds_tasks(self) -> bool:
-        return not self._released
+    def _held_tasks(self) -> list[TaskHandle[Any]] | None:
+        if self._released:
+            return None
+        if self._pending is None:
+            self._pending = []
+        return self._pending
 
     def _accept(self, handle: TaskHandle[Any]) -> None:
         handle.route = self._route

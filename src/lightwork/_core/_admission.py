@@ -11,7 +11,7 @@ from ._exceptions import BackgroundQueueFull
 from ._handle import HOLDS_SLOT, RESERVED
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Iterator, Mapping
+    from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 
     from ._handle import TaskHandle
 
@@ -23,8 +23,8 @@ Overflow: TypeAlias = Literal["reject", "wait", "drop", "offload"]
 ``"drop"``: drop the new task, logged as dropped.
 ``"offload"``: hand an ``@offloadable`` function's task to the offload bridge instead
 (logged as offloaded); reject any other task.
-Tasks released after their response, when nobody can be told, are dropped (or offloaded)
-rather than rejected.
+A request's task held until its response keeps its room from ``add_task`` on, so it meets
+the policy there, in the handler, and is never dropped later for want of room.
 """
 
 OVERFLOW_POLICIES: Final = get_args(Overflow)
@@ -148,8 +148,11 @@ class Admission:
         self.reserved = 0
         """Tasks held by requests that have not ended yet, each keeping room for itself."""
         self._reserved_by_name: dict[str | None, int] = dict.fromkeys((*self.limits, None), 0)
-        # add_task_wait callers in the order they came, each with the task it waits to add.
-        self.waiters: list[tuple[TaskHandle[Any], asyncio.Future[None]]] = []
+        # add_task_wait callers in the order they came: the task each waits to add, and the
+        # held tasks of its request, if the task will wait for that request's response too.
+        self.waiters: list[
+            tuple[TaskHandle[Any], asyncio.Future[None], Sequence[TaskHandle[Any]] | None]
+        ] = []
 
     def __repr__(self) -> str:
         return (
@@ -174,31 +177,58 @@ class Admission:
         if name in self._by_name:
             self._by_name[name] -= 1
 
-    def fits(self, name: str, *, held_only: bool = False) -> bool:
-        """Tell whether a new task of *name* has room, once every reservation is placed.
-
-        *held_only* leaves out the tasks running or queued now, which will end: it tells
-        whether room can come at all without a request ending first.
-        """
+    def fits(self, name: str) -> bool:
+        """Tell whether a new task of *name* has room, once every reservation is placed."""
         if self.max_pending is None:  # the queue takes every task without a slot
             return True
-        if not self.reserved and not held_only:  # the common case: room as it is now
+        if not self.reserved:  # the common case: room as it is now
             return self.has_slot(name) or len(self.queue) < self.max_pending
-        # Place the reservations and this task: each takes a slot while its name and
-        # max_concurrency allow, and the queue takes the rest.
-        reserved = self._reserved_by_name
-        own = name if name in self.limits else None
+        return self._fits_beside(
+            name, self._reserved_by_name, self._by_name, self.used, len(self.queue)
+        )
+
+    def can_ever_fit(self, name: str, stuck: Iterable[Sequence[TaskHandle[Any]]]) -> bool:
+        """Tell whether room for a task of *name* can come while *stuck* tasks keep theirs.
+
+        *stuck* holds the tasks of requests that cannot release them while they wait (the
+        caller's, and those of requests waiting in ``add_task_wait`` too): everything
+        else running, queued or reserved ends or is released in time.
+        """
+        reserved = dict.fromkeys(self._reserved_by_name, 0)
+        for handles in stuck:
+            for handle in handles:
+                if handle._flags & RESERVED:
+                    reserved[self._line_name(handle.name)] += 1
+        return self._fits_beside(name, reserved, dict.fromkeys(self.limits, 0), 0, 0)
+
+    def _fits_beside(
+        self,
+        name: str,
+        reserved: dict[str | None, int],
+        used_by_name: dict[str, int],
+        used: int,
+        queued: int,
+    ) -> bool:
+        """Place *reserved* and a task of *name* beside *used* slots and *queued* tasks.
+
+        Each takes a slot while its name's limit and ``max_concurrency`` allow, and the
+        queue takes the rest, within ``max_pending``.
+        """
+        assert self.max_pending is not None
+        own = self._line_name(name)
         slots = 0
         for limited, limit in self.limits.items():
             wanted = reserved[limited] + (limited == own)
             if wanted:
-                free = limit if held_only else limit - self._by_name[limited]
-                slots += min(wanted, free)
+                slots += min(wanted, limit - used_by_name[limited])
         slots += reserved[None] + (own is None)
         if self.max_concurrency is not None:
-            slots = min(slots, self.max_concurrency - (0 if held_only else self.used))
-        queued = 0 if held_only else len(self.queue)
-        return queued + self.reserved + 1 - slots <= self.max_pending
+            slots = min(slots, self.max_concurrency - used)
+        return queued + sum(reserved.values()) + 1 - slots <= self.max_pending
+
+    def _line_name(self, name: str) -> str | None:
+        """The name a task's reservation counts under: its own if limited, else ``None``."""
+        return name if name in self.limits else None
 
     def reserve(self, handle: TaskHandle[Any]) -> None:
         """Keep room for *handle* until its request releases it (``fits`` said there is)."""
@@ -234,24 +264,31 @@ class Admission:
             return
         self.make_room()
 
-    async def wait_for_room(self, handle: TaskHandle[Any], *, held: bool) -> None:
+    async def wait_for_room(
+        self, handle: TaskHandle[Any], *, held: Sequence[TaskHandle[Any]] | None
+    ) -> None:
         """Wait until there is room for *handle*, then keep it for *handle* (reserved).
 
         Room goes to waiting callers in the order they came, as soon as it is made: no
-        caller that does not wait can take it first. *held* says the task waits for its
-        request's response: if only requests still being handled keep the room, it could
-        never come while this one waits, so ``BackgroundQueueFull`` is raised instead.
+        caller that does not wait can take it first. *held* is the caller's request's held
+        tasks, if the task will wait for its response too: when the room could only come
+        from tasks that cannot be released while this caller waits (its own, and those of
+        other requests waiting here), ``BackgroundQueueFull`` is raised instead of waiting
+        for ever.
         """
         if self.fits(handle.name):  # room, and so no earlier caller waits for this name
             return
-        if held and not self.fits(handle.name, held_only=True):
-            raise BackgroundQueueFull(
-                f"task {handle.name!r} not accepted: the room is kept for the tasks of "
-                f"requests still being handled ({self.reserved} tasks), which start after "
-                "their responses, so waiting here could wait for this request's own end; "
-                "add fewer tasks per request, raise max_pending, or start='immediately'"
-            )
-        entry = (handle, asyncio.get_running_loop().create_future())
+        if held is not None:
+            stuck = {id(tasks): tasks for _, _, tasks in self.waiters if tasks is not None}
+            stuck[id(held)] = held
+            if not self.can_ever_fit(handle.name, stuck.values()):
+                raise BackgroundQueueFull(
+                    f"task {handle.name!r} not accepted: the room is kept for tasks that "
+                    "start after the responses of this request and of others waiting for "
+                    "room, so it could not come while this request waits; add fewer tasks "
+                    "per request, raise max_pending, or start='immediately'"
+                )
+        entry = (handle, asyncio.get_running_loop().create_future(), held)
         self.waiters.append(entry)  # a list: waits are rare, and short
         try:
             await entry[1]
@@ -269,7 +306,7 @@ class Admission:
         waiters = self.waiters
         index = 0
         while index < len(waiters):
-            handle, waiter = waiters[index]
+            handle, waiter, _ = waiters[index]
             if waiter.done():  # cancelled meanwhile
                 del waiters[index]
             elif self.fits(handle.name):
@@ -283,5 +320,4 @@ class Admission:
 
     def _count_reserved(self, handle: TaskHandle[Any], change: int) -> None:
         self.reserved += change
-        name = handle.name
-        self._reserved_by_name[name if name in self.limits else None] += change
+        self._reserved_by_name[self._line_name(handle.name)] += change

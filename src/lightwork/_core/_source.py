@@ -17,7 +17,7 @@ from ._options import NO_OPTIONS, OPTION_CHECKS, UNSET, TaskOptions, _Unset
 from ._threads import run_in_worker_thread
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Coroutine
+    from collections.abc import Awaitable, Callable, Coroutine, Sequence
 
     import anyio
 
@@ -116,6 +116,9 @@ class TaskSource:
         Raises:
             TypeError: *target* is neither callable nor a coroutine, or an option is unknown
                 or of the wrong type. A rejected coroutine is closed, so it warns of nothing.
+            BackgroundQueueFull: under the scheduler's limits, the task has no room and
+                ``overflow`` is ``"reject"`` or ``"wait"`` (or ``"offload"``, for a task that
+                cannot be offloaded). A request's task finds out here, in the handler.
             SchedulerClosedError: the app is shutting down.
 
         Example:
@@ -176,9 +179,10 @@ class TaskSource:
         Callers get the room in the order they came.
 
         Raises:
-            BackgroundQueueFull: the task would wait for its request's response, and all the
-                room is kept for tasks of requests still being handled, this one's among
-                them: it could not come while the handler waits.
+            BackgroundQueueFull: the task would wait for its request's response, and the
+                room could only come from tasks that wait for this request's end, or for the
+                end of other requests waiting here: it could not come while the handler
+                waits.
 
         Example:
             ```python
@@ -190,7 +194,7 @@ class TaskSource:
             return self.add_task(target, *args, **kwargs)
         handle = self._new_task(target, args, kwargs)
         try:
-            await admission.wait_for_room(handle, held=self._holds_tasks)
+            await admission.wait_for_room(handle, held=self._held_tasks)
         except BackgroundQueueFull as exc:
             self._scheduler._drop(handle, str(exc))
             raise
@@ -201,9 +205,9 @@ class TaskSource:
         return handle
 
     @property
-    def _holds_tasks(self) -> bool:
-        """Whether tasks added now wait for something to end before they start."""
-        return False
+    def _held_tasks(self) -> Sequence[TaskHandle[Any]] | None:
+        """The tasks held until this source's end, if tasks added now are held too."""
+        return None
 
 
 def _from_coroutine(
