@@ -237,12 +237,12 @@ def test_a_task_that_blocks_the_loop_is_reported(lightwork_tasks: TaskRecorder, 
         client.post("/upload", content=b"holiday photos")
         lightwork_tasks.wait()
     on_the_loop, in_a_thread = lightwork_tasks.tasks
-    assert on_the_loop.longest_step >= 0.05
+    assert on_the_loop.longest_step >= 0.045  # 50 ms, sampled: right to 2.5 ms
     reported = {e["task"]: e for e in events(logs, "background_task_blocking")}
     blocking = reported["index_upload_on_the_loop"]
     assert blocking["log_level"] == "warning"
     assert blocking["task_id"] == on_the_loop.id
-    assert blocking["blocked_ms"] >= 50
+    assert blocking["blocked_ms"] >= 45
     assert blocking["threshold_ms"] == 20.0
     assert "offload" in blocking["hint"]
     assert in_a_thread.state is TaskState.COMPLETED
@@ -273,16 +273,17 @@ def test_block_thresholds_inline_and_threaded_functions(
     assert (index.block_threshold, summary.block_threshold) == (None, 0.05)
     assert (invoice.block_threshold, page_view.block_threshold) == (0.2, 0.05)
     # Only the task that blocked past its threshold is reported; None never reports,
-    # though its steps are still timed, and a thread's work is not the loop's.
+    # though the task is still charged, and a thread's work is not the loop's.
     [blocking] = events(logs, "background_task_blocking")
     assert (blocking["task"], blocking["task_id"]) == ("summarise_review", summary.id)
     assert blocking["log_level"] == "warning"
-    assert blocking["blocked_ms"] >= 60
+    assert blocking["blocked_ms"] >= 90  # 100 ms, sampled: right to half a beat interval
     assert blocking["total_blocked_ms"] >= blocking["blocked_ms"]
     assert blocking["threshold_ms"] == 50.0
+    assert "in summarise" in blocking["stack"]  # where sampling found it
     assert blocking["route"] == "POST /reviews"
     assert "offload" in blocking["hint"]
-    assert index.longest_step >= 0.06
+    assert index.longest_step >= 0.09
     # An inline function is one step on the loop; a threaded one ran elsewhere.
     assert page_view.blocked == page_view.longest_step
     assert loop_blocking.page_views == {"/reviews": 1}
@@ -291,15 +292,15 @@ def test_block_thresholds_inline_and_threaded_functions(
 
 async def test_a_slow_task_event_says_how_long_it_held_the_loop(logs: Logs) -> None:
     async def parse_then_wait() -> None:
-        loop_blocking.summarise("a long feed")  # holds the loop 60 ms
+        loop_blocking.summarise("a long feed")  # holds the loop 100 ms
         await asyncio.sleep(3600)
 
-    async with lightwork.Scheduler(slow_threshold=0.1, block_threshold=None) as scheduler:
+    async with lightwork.Scheduler(slow_threshold=0.1) as scheduler:
         handle = scheduler.add_task(parse_then_wait())
         await wait_until(lambda: bool(events(logs, "background_task_slow")))
         handle.cancel()
     [slow] = events(logs, "background_task_slow")
-    assert slow["blocked_ms"] >= 60  # the longest step
+    assert slow["blocked_ms"] >= 90  # the longest time it held the loop
     assert slow["total_blocked_ms"] >= slow["blocked_ms"]
     assert slow["duration_ms"] >= slow["threshold_ms"] == 100.0
 
@@ -313,7 +314,7 @@ async def test_an_inline_function_past_its_timeout_still_completes(logs: Logs) -
     async with lightwork.Scheduler() as scheduler:
         handle = scheduler.add_task(tally)
         assert await handle == 1
-    assert handle.blocked == handle.longest_step >= 0.03
+    assert handle.blocked == handle.longest_step >= 0.025  # 30 ms, sampled
     assert [e["event"] for e in logs if e.get("task") == "tally"] == [
         "background_task_blocking",
         "background_task_slow",
@@ -321,15 +322,15 @@ async def test_an_inline_function_past_its_timeout_still_completes(logs: Logs) -
     ]
 
 
-async def test_a_sync_callback_is_timed_as_a_step_of_its_task(logs: Logs) -> None:
+async def test_a_sync_callback_holds_the_loop_as_a_step_of_its_task(logs: Logs) -> None:
     def file_report(result: object) -> None:
-        time.sleep(0.06)  # e.g. a blocking write
+        time.sleep(0.1)  # e.g. a blocking write
 
     async with lightwork.Scheduler(block_threshold=0.05) as scheduler:
         await scheduler.add_task(asyncio.sleep(0), name="report", on_complete=file_report)
     [blocking] = events(logs, "background_task_blocking")
     assert (blocking["task"], blocking["threshold_ms"]) == ("report", 50.0)
-    assert blocking["blocked_ms"] >= 60
+    assert blocking["blocked_ms"] >= 90
 
 
 async def test_garbage_collection_is_not_counted_as_blocking(logs: Logs) -> None:

@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 import lightwork
 
-# The app's default: a step that holds the event loop over 50 ms is reported.
+# The app's default: a task that holds the event loop over 50 ms at once is reported.
 scheduler = lightwork.Scheduler(block_threshold=0.05)
 page_views: dict[str, int] = {}
 search_index: dict[str, list[str]] = {}
@@ -20,7 +20,7 @@ search_index: dict[str, list[str]] = {}
 
 def summarise(text: str) -> str:
     """Blocking work: the pause stands in for a library call that computes for a while."""
-    time.sleep(0.06)
+    time.sleep(0.1)
     return text[:40]
 
 
@@ -31,13 +31,13 @@ async def summarise_review(text: str) -> str:
 
 @lightwork.task(block_threshold=0.2)
 async def render_invoice(order_id: int) -> str:
-    """Renders a template in one go: steps of up to 200 ms are accepted for this task."""
+    """Renders a template in one go: holding the loop up to 200 ms is accepted for it."""
     return f"<h1>Invoice {order_id}</h1>"
 
 
 @lightwork.task(inline=True)
 def count_page_view(page: str) -> None:
-    """Too short to be worth a thread: runs on the event loop itself, timed as one step."""
+    """Too short to be worth a thread: runs on the event loop itself, as one step."""
     page_views[page] = page_views.get(page, 0) + 1
 
 

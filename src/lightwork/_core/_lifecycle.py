@@ -13,6 +13,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from . import _logging as log
+from . import _monitor
 from ._exceptions import TaskCancelledError, TaskDroppedError, TaskError, TaskTimeoutError
 from ._handle import COMPLETED, HOLDS_SLOT, PENDING, SLOW_LOGGED, TaskHandle, TaskState
 from ._logging import TASK_ID_VAR, TASK_VAR
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from ._admission import Admission
     from ._deadlines import Deadlines
     from ._stats import TaskStats
+    from ._watchdog import LoopWatchdog
 
 _EMPTY_CONTEXT: Final = Context()  # replaces an ended task's context, so it can be freed
 
@@ -64,6 +66,8 @@ class Lifecycle:
     _callbacks: set[asyncio.Task[None]]
     _waiters: dict[TaskHandle[Any], asyncio.Future[None]]
     _debug: bool
+    time_steps: bool
+    watchdog: LoopWatchdog | None
 
     def _start_queued(self) -> None:
         raise NotImplementedError
@@ -93,14 +97,29 @@ class Lifecycle:
         if delay is not None:
             self._deadlines.arm(handle, handle._started_at + delay)
 
-    def _on_longest_step(self, handle: TaskHandle[Any], step: float) -> None:
-        """Report a step that is the task's longest yet, if it held the loop past the threshold."""
+    def _on_longest_step(self, handle: TaskHandle[Any], step: float, stack: str = "") -> None:
+        """Report a step that is the task's longest yet, if it held the loop past the threshold.
+
+        *stack* is where the watchdog's sampling found the task during that step.
+        """
         threshold = handle.block_threshold
         if threshold is not None and step >= threshold:
             if handle.longest_step < threshold:  # counted once per task, reported per longer step
                 self._stats.warned(handle.name, log.TASK_BLOCKING)
-            report_blocking(handle, step, threshold)
+            report_blocking(handle, step, threshold, stack)
         handle.longest_step = step
+
+    def _on_sampled_block(
+        self, handle: TaskHandle[Any], held: float, stack: str, context: Context
+    ) -> None:
+        """Charge a task the watchdog's sampling found holding the loop, now that it let go.
+
+        *context* is a copy of the task's own, taken during the step: the report carries
+        the request's ``request_id`` even if the task ended in that step.
+        """
+        handle.blocked += held
+        if held > handle.longest_step:
+            context.run(self._on_longest_step, handle, held, stack)
 
     def _on_timer(self, handle: TaskHandle[Any]) -> None:
         task = handle._task
@@ -182,6 +201,9 @@ class Lifecycle:
         if handle._deadline is not None:
             self._deadlines.disarm(handle)
         handle._task = None
+        watchdog = self.watchdog
+        if watchdog is not None and watchdog._sampled is not None:  # held the loop till now
+            watchdog.settle()
         duration = handle._duration = end - handle._started_at
         self._running.discard(handle)
         if (
@@ -249,18 +271,25 @@ class Lifecycle:
     def _call_back(
         self, handle: TaskHandle[Any], callback: Callable[[Any], object], argument: object
     ) -> asyncio.Task[None] | None:
-        """Call a task's callback; return the task awaiting it, if it is async."""
-        start = perf_counter()
+        """Call a task's callback; return the task awaiting it, if it is async.
+
+        A sync callback holds the loop like a step of the task: timed as one with
+        ``time_steps``, else named to the watchdog's sampling as the task's.
+        """
+        start = perf_counter() if self.time_steps else 0.0
+        _monitor.stepping = handle
         try:
             result = callback(argument)
         except Exception as exc:  # noqa: BLE001 -- a user's callback: report, never propagate
             report_callback_error(handle, callback, exc)
             return None
-        finally:  # a sync callback holds the loop like a step of the task
-            step = perf_counter() - start
-            handle.blocked += step
-            if step > handle.longest_step:
-                self._on_longest_step(handle, step)
+        finally:
+            _monitor.stepping = None
+            if start:
+                step = perf_counter() - start
+                handle.blocked += step
+                if step > handle.longest_step:
+                    self._on_longest_step(handle, step)
         if result is None or not inspect.isawaitable(result):  # None: most callbacks
             return None
         try:  # the loop the task ended on: the scheduler's, or one it has not bound to yet

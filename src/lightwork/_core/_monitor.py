@@ -1,9 +1,14 @@
-"""Loop-block detection: time every step a task takes on the event loop.
+"""How a task's coroutine is driven: its first step, its end, and optionally each step's time.
 
-A task that awaits a slow API is slow but harmless; one that computes inside a coroutine
-holds the event loop, and every other request waits. Timing each ``send``/``throw`` into
-the task's coroutine tells the two apart. ``TimedCoroutine`` does it without a wrapper
-coroutine frame: asyncio drives it like any coroutine, through the same three methods.
+``TrackedCoroutine`` stands between asyncio and a task's coroutine without a wrapper
+coroutine frame (asyncio drives it like any coroutine, through the same methods): it starts
+the task's clock on the first step and ends its handle in the last one, so no done-callback
+is registered and scheduled per task.
+
+``TimedCoroutine`` also times every ``send``/``throw``: a task that awaits a slow API is
+slow but harmless, one that computes inside a coroutine holds the event loop. That is
+exact per task, and costs two clock reads per step; the loop watchdog's sampling tells the
+same without a cost per step, for steps past a threshold only.
 """
 
 from __future__ import annotations
@@ -62,12 +67,11 @@ def count_gc_time() -> None:
         gc.callbacks.append(_on_gc)
 
 
-class TimedCoroutine(Coroutine[Any, Any, T]):
-    """Drive a task's coroutine, adding each step's duration to its handle.
+class TrackedCoroutine(Coroutine[Any, Any, T]):
+    """Drive a task's coroutine: start its clock on the first step, end its handle in the last.
 
-    It also sees the coroutine end, and ends the task's handle right there, in the last
-    step: no done-callback to register and schedule per task. A task's exception is
-    reported by lightwork, so the asyncio task itself ends quietly with ``None``.
+    A task's exception is reported by lightwork, so the asyncio task itself ends quietly
+    with ``None``.
     """
 
     __slots__ = ("_coro", "_handle")
@@ -89,6 +93,41 @@ class TimedCoroutine(Coroutine[Any, Any, T]):
 
     def send(self, value: Any, error: type[BaseException] | BaseException | None = None) -> Any:
         """Take a step: send *value* into the task's coroutine, or throw *error* into it.
+
+        ``throw`` comes here too, so that a step is one Python frame.
+        """
+        handle = self._handle
+        first = not handle._started_at
+        if first:
+            handle._scheduler._on_first_step(handle, perf_counter())
+        try:
+            result = self._coro.send(value) if error is None else self._coro.throw(error)
+        except StopIteration as stop:
+            handle._scheduler._on_end(handle, None, stop.value, perf_counter())
+            raise
+        except BaseException as exc:
+            handle._scheduler._on_end(handle, exc, None, perf_counter())
+            if isinstance(exc, Exception):  # reported once, by lightwork; asyncio need not
+                raise StopIteration from None
+            raise  # cancellation, KeyboardInterrupt, SystemExit: never swallowed
+        if first:
+            handle._scheduler._on_first_wait(handle)
+        return result
+
+    def close(self) -> None:
+        self._coro.close()
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return self._coro.__await__()
+
+
+class TimedCoroutine(TrackedCoroutine[T]):
+    """Drive a task's coroutine as ``TrackedCoroutine`` does, adding each step's time to it."""
+
+    __slots__ = ()
+
+    def send(self, value: Any, error: type[BaseException] | BaseException | None = None) -> Any:
+        """Take a step, timed: the same as ``TrackedCoroutine.send``, with two clock reads.
 
         ``throw`` comes here too: one Python frame per step, and only one for the
         ``StopIteration`` that ends a task to unwind through.
@@ -135,9 +174,3 @@ class TimedCoroutine(Coroutine[Any, Any, T]):
             else:
                 handle.longest_step = step
         return end
-
-    def close(self) -> None:
-        self._coro.close()
-
-    def __await__(self) -> Generator[Any, None, T]:
-        return self._coro.__await__()

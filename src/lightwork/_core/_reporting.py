@@ -68,7 +68,9 @@ def report_timeout_ignored(handle: TaskHandle[Any], elapsed: float) -> None:
     )
 
 
-def report_blocking(handle: TaskHandle[Any], step: float, threshold: float) -> None:
+def report_blocking(handle: TaskHandle[Any], step: float, threshold: float, stack: str) -> None:
+    """Log a step that held the loop; *stack* (where sampling found it) only if there is one."""
+    where = {"stack": stack} if stack else {}
     log.logger.warning(
         log.TASK_BLOCKING,
         task=handle.name,
@@ -77,6 +79,7 @@ def report_blocking(handle: TaskHandle[Any], step: float, threshold: float) -> N
         total_blocked_ms=ms(handle.blocked),
         threshold_ms=ms(threshold),
         route=handle.route,
+        **where,
         hint=log.BLOCKING_HINT,
     )
 

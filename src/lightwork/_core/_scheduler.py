@@ -1,7 +1,8 @@
 """The scheduler: runs tasks as plain asyncio tasks, times them, limits them, drains them.
 
-The hot path is one ``loop.create_task`` around a slotted step timer (``TimedCoroutine``,
-which also ends the task in its last step), and at most one deadline per task in shared
+The hot path is one ``loop.create_task`` around a slotted driver (``TrackedCoroutine``, which
+starts the task's clock and ends it in its last step; ``TimedCoroutine`` with ``time_steps``
+also times each step), and at most one deadline per task in shared
 buckets (the slow-task warning first, then the timeout), armed once the task first waits:
 no wrapper coroutine, no cancel scope, no task group, no done-callback, no timer of its own.
 """
@@ -22,7 +23,7 @@ from ._admission import OVERFLOW_POLICIES, Admission, Overflow, check_limit
 from ._deadlines import Deadlines
 from ._exceptions import BackgroundQueueFull, SchedulerClosedError
 from ._handle import HOLDS_SLOT, PENDING, RESERVED, RUNNING, TERMINAL_STATES, TaskHandle, TaskState
-from ._monitor import TimedCoroutine, count_gc_time
+from ._monitor import TimedCoroutine, TrackedCoroutine, count_gc_time
 from ._options import check_duration
 from ._ports import NO_OFFLOAD
 from ._reporting import task_fields
@@ -59,6 +60,7 @@ class Scheduler(TaskSource, Shutdown):
         max_threads: int = 10,
         log_args: bool = False,
         watchdog: float | None = None,
+        time_steps: bool = False,
         offload: OffloadPort | None = None,
         max_concurrency: int | None = None,
         max_pending: int | None = None,
@@ -72,6 +74,8 @@ class Scheduler(TaskSource, Shutdown):
         check_duration("block_threshold", block_threshold)
         check_duration("drain_timeout", drain_timeout, allow_none=False)
         check_duration("watchdog", watchdog)
+        if not isinstance(time_steps, bool):
+            raise TypeError(f"time_steps must be a bool, not {time_steps!r}")
         check_duration("shield_timeout", shield_timeout, allow_none=False)
         check_limit("max_threads", max_threads)
         if overflow not in OVERFLOW_POLICIES:
@@ -87,8 +91,19 @@ class Scheduler(TaskSource, Shutdown):
         self.drain_timeout = drain_timeout
         self.max_threads = max_threads
         self.log_args = log_args
-        self.watchdog = None if watchdog is None else LoopWatchdog(watchdog)
-        """The thread that reports a stuck event loop (``event_loop_blocked``), if asked for."""
+        self.time_steps = time_steps
+        self._driver = TimedCoroutine if time_steps else TrackedCoroutine
+        self._running: set[TaskHandle[Any]] = set()
+        sample_s = None if time_steps else block_threshold
+        self.watchdog = (
+            None
+            if watchdog is None and sample_s is None
+            else LoopWatchdog(
+                watchdog, sample_s=sample_s, tasks=self._running, on_block=self._on_sampled_block
+            )
+        )
+        """The thread that samples tasks holding the event loop (unless ``time_steps``), and
+        reports a stuck one (``event_loop_blocked``) if ``watchdog`` asks for it."""
         self.offloader: OffloadPort = NO_OFFLOAD if offload is None else offload
         """The port of the offload bridge; without one, no task is ever handed over."""
         self.overflow: Overflow = overflow
@@ -109,7 +124,6 @@ class Scheduler(TaskSource, Shutdown):
         self._deadlines = Deadlines(None)
         self._limiter: anyio.CapacityLimiter | None = None
         self._debug = False
-        self._running: set[TaskHandle[Any]] = set()
         self._callbacks: set[asyncio.Task[None]] = set()
         # For the few handles someone awaits before they end, not a slot on every handle.
         self._waiters: dict[TaskHandle[Any], asyncio.Future[None]] = {}
@@ -423,7 +437,7 @@ class Scheduler(TaskSource, Shutdown):
         self._running.add(handle)
         # Timed from its first step, so that a burst's wait for the loop does not count.
         task = loop.create_task(
-            TimedCoroutine(coro, handle), name=handle.name, context=handle._context
+            self._driver(coro, handle), name=handle.name, context=handle._context
         )
         if handle.state is RUNNING:  # an eager task factory (3.12+) may have ended it already
             handle._task = task

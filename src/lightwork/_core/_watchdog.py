@@ -1,9 +1,15 @@
-"""The loop watchdog: a thread that reports an event loop that stopped coming back.
+"""The loop watchdog: a thread that sees the event loop miss its beats, and says who held it.
 
-A step timer learns of a block only once the step has ended; a step that never ends (an
-infinite loop, a blocking call with no timeout) needs someone outside the loop to notice.
-The loop beats a few times per threshold; the thread checks the beats, and while the loop
-is still stuck it samples the loop thread's stack and says which task was running.
+The loop beats a few times per threshold; the thread checks the beats. It does two jobs,
+each with its own threshold:
+
+- *sampling* (on by default, at the scheduler's ``block_threshold``): when the loop has
+  missed its beats for the threshold, the thread notes which lightwork task is running and
+  where it is (its stack); the loop's next beat, once the task lets go, measures how long
+  the loop was held and charges the task with it. Loop-block detection without a cost per
+  step: a step timer would read the clock twice per step of every task.
+- *reporting* (``watchdog=``): while the loop is still stuck, the thread logs it with the
+  stack, for a step that never ends (an endless loop, a blocking call with no timeout).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import sys
 import threading
 import traceback
 from time import perf_counter
+from traceback import StackSummary, walk_stack
 from typing import TYPE_CHECKING, Any, Final
 
 from . import _logging as log
@@ -20,7 +27,12 @@ from . import _monitor
 from ._reporting import ms
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Collection
+    from contextvars import Context
+
     from ._handle import TaskHandle
+
+    OnBlock = Callable[[TaskHandle[Any], float, str, Context], None]
 
 _STACK_LIMIT: Final = 30
 
@@ -31,21 +43,41 @@ watching = 0
 
 
 class LoopWatchdog:
-    """Watch one event loop from a thread; report each time it is stuck past *threshold_s*."""
+    """Watch one event loop from a thread: sample the tasks that hold it, report it stuck.
 
-    def __init__(self, threshold_s: float) -> None:
+    *threshold_s* is how long the loop may stay stuck before ``event_loop_blocked`` is
+    logged (``None``: never). *sample_s* is how long a task may hold it before the thread
+    samples it and *on_block* charges it, on the loop, once it lets go; *tasks* are the
+    running tasks to find it among.
+    """
+
+    def __init__(
+        self,
+        threshold_s: float | None,
+        *,
+        sample_s: float | None = None,
+        tasks: Collection[TaskHandle[Any]] = (),
+        on_block: OnBlock | None = None,
+    ) -> None:
         self.threshold_s = threshold_s
-        self._interval = threshold_s / 4
+        self.sample_s = sample_s
+        self._interval = min(t for t in (threshold_s, sample_s) if t is not None) / 4
+        self._tasks = tasks
+        self._on_block = on_block
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._last_beat = 0.0
+        self._gc_at_beat = 0.0
+        # Set by the thread during a stall, taken by the beat that ends it: the beat the
+        # loop missed, the task that held it, its stack then, and its context.
+        self._sampled: tuple[float, TaskHandle[Any], StackSummary | None, Context] | None = None
         self._beat_timer: asyncio.TimerHandle | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def __repr__(self) -> str:
         state = "watching" if self._thread is not None else "stopped"
-        return f"<LoopWatchdog {state} threshold={self.threshold_s}s>"
+        return f"<LoopWatchdog {state} threshold={self.threshold_s} sample={self.sample_s}>"
 
     def start(self) -> None:
         """Start beating on the running loop and watching it from a daemon thread."""
@@ -75,13 +107,32 @@ class LoopWatchdog:
         if not watching:
             requests.clear()
 
+    def settle(self) -> None:
+        """Charge the task sampled in the stall that is ending now; on the loop's thread.
+
+        The beat after the stall does it, or the task's own end, if it ends in the very step
+        that held the loop: its end's events then know how long it held it. The loop was
+        held from some time within the beat interval before the beat it missed: the middle
+        of that interval is the estimate, right to half an interval.
+        """
+        sampled, self._sampled = self._sampled, None
+        if sampled is not None and sampled[0] == self._last_beat and self._on_block is not None:
+            missed, handle, stack, context = sampled
+            in_gc = _monitor.gc_seconds - self._gc_at_beat
+            held = perf_counter() - missed - self._interval / 2 - in_gc
+            self._on_block(handle, held, "".join(stack.format()) if stack else "", context)
+
     def _beat(self) -> None:
-        self._last_beat = perf_counter()
+        if self._sampled is not None:
+            self.settle()
+        now = perf_counter()
+        self._last_beat = now
+        self._gc_at_beat = _monitor.gc_seconds
         assert self._loop is not None
         self._beat_timer = self._loop.call_later(self._interval, self._beat)
 
     def _watch(self) -> None:
-        reported_beat = 0.0
+        reported_beat = sampled_beat = 0.0
         loop = self._loop
         assert loop is not None
         while not self._stop.wait(self._interval):
@@ -89,25 +140,67 @@ class LoopWatchdog:
                 return
             last_beat = self._last_beat
             stuck = perf_counter() - last_beat - self._interval  # past the beat it missed
-            if stuck >= self.threshold_s and last_beat != reported_beat:
-                reported_beat = last_beat  # once per stall
+            if (
+                self.sample_s is not None
+                and stuck + self._interval / 2 >= self.sample_s  # held that long, at a guess
+                and last_beat != sampled_beat
+            ):
+                sampled_beat = last_beat  # once per stall
+                self._sample(last_beat)
+            if (
+                self.threshold_s is not None
+                and stuck >= self.threshold_s
+                and last_beat != reported_beat
+            ):
+                reported_beat = last_beat
                 self._report(stuck)
 
-    def _report(self, stuck: float) -> None:
-        # What the loop thread is doing, read first: formatting the stack lets it run on.
-        now = perf_counter()
-        handle: TaskHandle[Any] | None = _monitor.stepping
+    def _culprit(self) -> tuple[TaskHandle[Any] | None, asyncio.Task[Any] | None]:
+        """The lightwork task holding the loop, else the asyncio task running on it, if any."""
+        handle: TaskHandle[Any] | None = _monitor.stepping  # set while steps are timed
         if handle is not None and handle._scheduler._loop is not self._loop:
             handle = None  # a step on another loop, in another thread
-        current = asyncio.current_task(self._loop) if handle is None else None
+        if handle is not None:
+            return handle, None
+        current = asyncio.current_task(self._loop)
+        if current is not None:
+            for running in list(self._tasks):  # once per stall: a scan is cheap enough
+                if running._task is current:
+                    return running, None
+        return None, current
+
+    def _stack(self) -> str:
+        frame = sys._current_frames().get(self._loop_thread)
+        return "".join(traceback.format_stack(frame, limit=_STACK_LIMIT)) if frame else ""
+
+    def _sample(self, missed_beat: float) -> None:
+        handle, _ = self._culprit()
+        if handle is None:  # a request's own code, or none of ours: reporting's job
+            return
+        # A copy of the task's context: it may end in this very step, and its handle then
+        # lets go of its own; the report needs its request_id. Published before the stack
+        # is read, so that a step ending meanwhile is still charged.
+        sampled = (missed_beat, handle, None, handle._context.copy())
+        self._sampled = sampled
+        frame = sys._current_frames().get(self._loop_thread)
+        if frame is not None:  # where the task is; its source lines are read on the loop
+            stack = StackSummary.extract(walk_stack(frame), limit=_STACK_LIMIT, lookup_lines=False)
+            stack.reverse()
+            if self._sampled is sampled:
+                self._sampled = (missed_beat, handle, stack, sampled[3])
+
+    def _report(self, stuck: float) -> None:
+        assert self.threshold_s is not None
+        # What the loop thread is doing, read first: formatting the stack lets it run on.
+        now = perf_counter()
+        handle, current = self._culprit()
         collecting_since = _monitor.collecting_since
         began, ended = _monitor.last_collection
-        frame = sys._current_frames().get(self._loop_thread)
         if collecting_since:
             in_gc = now - collecting_since
         else:  # a collection holds the GIL: this thread may only see a stall once it ended
             in_gc = max(ended - max(began, now - stuck), 0.0)
-        stack = "".join(traceback.format_stack(frame, limit=_STACK_LIMIT)) if frame else ""
+        stack = self._stack()
         culprit: dict[str, object]
         if handle is not None:
             culprit = {"task": handle.name, "task_id": handle.id, "route": handle.route}

@@ -94,16 +94,22 @@ class Scheduler(OffloadingSource, CoreScheduler):
         timeout: default seconds a task may run before it is cancelled; ``None`` for no limit.
         slow_threshold: default seconds after which a still-running task is reported as
             slow (``background_task_slow``); ``None`` to never report.
-        block_threshold: default seconds one step of a task may hold the event loop before
-            the task is reported as blocking it (``background_task_blocking``); ``None``
-            to never report (steps are still timed, for ``blocked`` and the stats).
+        block_threshold: default seconds a task may hold the event loop at once before it is
+            reported as blocking it (``background_task_blocking``); ``None`` to never report.
+            Unless ``time_steps``, the scheduler's value is also the watchdog thread's
+            sampling threshold, and ``None`` there turns sampling off.
         drain_timeout: seconds that shutdown waits for running tasks before cancelling them.
         max_threads: how many sync callables may run at once in lightwork's own worker
             threads, apart from the pool Starlette uses for sync endpoints.
         log_args: include each task's arguments in its log events (off: they may hold secrets).
         watchdog: seconds the event loop may stay stuck before a watchdog thread logs
             ``event_loop_blocked`` with the loop thread's stack and the task (or request)
-            that was running; ``None`` (default) runs no watchdog.
+            that was running; ``None`` (default): no such report.
+        time_steps: time every step of every task, for the exact time each held the loop
+            (``blocked``, ``longest_step``, the stats' histogram, and a report at each task's
+            own ``block_threshold``), at two clock reads per step. Off (default), a watchdog
+            thread samples the loop instead and sees only what holds it past the threshold,
+            at no cost per step.
         offload: where ``offload()`` sends jobs: an ``Offloader``, or a backend to make one
             with (default: ``LocalBackend()``, a local process pool).
         max_concurrency: how many tasks may run at once; more wait in a queue, in order.
@@ -142,6 +148,7 @@ class Scheduler(OffloadingSource, CoreScheduler):
         max_threads: int = 10,
         log_args: bool = False,
         watchdog: float | None = None,
+        time_steps: bool = False,
         offload: Offloader | OffloadBackend | None = None,
         max_concurrency: int | None = None,
         max_pending: int | None = None,
@@ -158,6 +165,7 @@ class Scheduler(OffloadingSource, CoreScheduler):
             max_threads=max_threads,
             log_args=log_args,
             watchdog=watchdog,
+            time_steps=time_steps,
             offload=offloader_for(offload),
             max_concurrency=max_concurrency,
             max_pending=max_pending,
