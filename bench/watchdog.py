@@ -6,8 +6,9 @@ of ``python -m bench``. Two parts, on uvloop:
 - *Cost.* The same burst of no-op tasks (timeout and callbacks, 20 a wave) with no loop-block
   detection (the anchor), with the default sampling watchdog, and with every step timed
   (``time_steps=True``): tasks per second and the ratio to the anchor, and how often the
-  watchdog's thread woke (each wake takes the GIL from the loop once: a hand-off), read
-  from the kernel's count of the thread's voluntary context switches.
+  watchdog's thread gave up the CPU of its own accord (the kernel's count of its voluntary
+  context switches): each time it sleeps until its next look, and each time it waits for the
+  GIL that the loop's thread holds, that is, each hand-off of the GIL between the two.
 - *Detection.* Tasks that hold the loop computing for 30 ms, 100 ms and 1 s, one at a time
   among tasks that only wait: the share of them reported (``background_task_blocking``) at
   the default 20 ms threshold, and how far the measured time was from the real one.
@@ -29,6 +30,7 @@ from ._contenders import until_empty
 from ._runtime import configure_logging, run_on
 
 WAVE: Final = 20
+ROUNDS: Final = 9
 HOLDS_S: Final = (0.03, 0.1, 1.0)
 
 
@@ -52,7 +54,7 @@ def _voluntary_switches(native_id: int | None) -> int:
 
 
 async def _tasks_per_second(options: dict[str, Any], n: int) -> tuple[float, float]:
-    """Run *n* tasks through a scheduler with *options*; return tasks/s and watchdog wakes/s."""
+    """Run *n* tasks through a scheduler with *options*; return tasks/s, the thread's switches/s."""
     async with lightwork.Scheduler(**options) as scheduler:
         thread = scheduler.watchdog._thread if scheduler.watchdog is not None else None
         native_id = thread.native_id if thread is not None else None
@@ -64,8 +66,8 @@ async def _tasks_per_second(options: dict[str, Any], n: int) -> tuple[float, flo
             await asyncio.sleep(0)
         await until_empty(lambda: scheduler.running)
         elapsed = time.perf_counter() - start
-        wakes = _voluntary_switches(native_id) - switches
-    return n / elapsed, wakes / elapsed
+        switched = _voluntary_switches(native_id) - switches
+    return n / elapsed, switched / elapsed
 
 
 def _spin(seconds: float) -> None:
@@ -102,14 +104,22 @@ async def _run(n: int, trials: int) -> None:
         ("every step timed", {"time_steps": True}),
     ]
     await _tasks_per_second({}, n // 10)  # warm-up: imports, caches, the first thread
-    print(f"cost: {n:,} no-op tasks with timeout+callbacks, {WAVE} a wave, uvloop")
+    # Interleaved rounds, so that a noisy moment of the machine falls on every variant.
+    runs: dict[str, list[tuple[float, float]]] = {label: [] for label, _ in variants}
+    for _ in range(ROUNDS):
+        for label, options in variants:
+            runs[label].append(await _tasks_per_second(options, n))
+    print(f"cost: {n:,} no-op tasks with timeout+callbacks, {WAVE} a wave, uvloop, median of")
+    print(f"{ROUNDS} interleaved rounds")
     anchor = 0.0
-    for label, options in variants:
-        rates = [await _tasks_per_second(options, n) for _ in range(3)]
-        rate = statistics.median(r for r, _ in rates)
-        wakes = statistics.median(w for _, w in rates)
+    for label, _ in variants:
+        rate = statistics.median(r for r, _ in runs[label])
+        switches = statistics.median(w for _, w in runs[label])
         anchor = anchor or rate
-        print(f"  {label:<30}{rate:>11,.0f} tasks/s {rate / anchor:5.2f}x  {wakes:>5,.0f} wakes/s")
+        print(
+            f"  {label:<30}{rate:>11,.0f} tasks/s {rate / anchor:5.2f}x"
+            f"  watchdog thread: {switches:>5,.0f} switches/s"
+        )
     print(f"detection at block_threshold=0.02, {trials} tries each (1 s: {max(trials // 4, 1)})")
     for hold_s in HOLDS_S:
         tries = trials if hold_s < 1 else max(trials // 4, 1)

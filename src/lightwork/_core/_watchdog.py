@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     OnBlock = Callable[[TaskHandle[Any], float, str, Context], None]
 
 _STACK_LIMIT: Final = 30
+_MIN_WAIT_S: Final = 0.001
 
 requests: dict[asyncio.Task[Any], str] = {}
 """The request each running request task serves (``"GET /path"``), while a watchdog runs."""
@@ -132,28 +133,47 @@ class LoopWatchdog:
         self._beat_timer = self._loop.call_later(self._interval, self._beat)
 
     def _watch(self) -> None:
+        """Look at the beats only when a stall could have crossed a threshold since the last.
+
+        Each look takes the GIL from the loop's thread: a look per threshold rather than per
+        beat interval keeps those hand-offs few while the loop is well.
+        """
         reported_beat = sampled_beat = 0.0
         loop = self._loop
         assert loop is not None
-        while not self._stop.wait(self._interval):
+        while True:
+            last_beat = self._last_beat
+            look = self._next_look(last_beat, sampled_beat, reported_beat)
+            if self._stop.wait(max(look - perf_counter(), _MIN_WAIT_S)):
+                return
             if not loop.is_running():  # it ended without a shutdown to stop this thread
                 return
-            last_beat = self._last_beat
+            if self._last_beat != last_beat:  # it beat meanwhile: nothing to see yet
+                continue
             stuck = perf_counter() - last_beat - self._interval  # past the beat it missed
             if (
                 self.sample_s is not None
-                and stuck + self._interval / 2 >= self.sample_s  # held that long, at a guess
-                and last_beat != sampled_beat
+                and sampled_beat != last_beat
+                and stuck + self._interval >= self.sample_s  # it may have been held that long
             ):
                 sampled_beat = last_beat  # once per stall
                 self._sample(last_beat)
             if (
                 self.threshold_s is not None
+                and reported_beat != last_beat
                 and stuck >= self.threshold_s
-                and last_beat != reported_beat
             ):
                 reported_beat = last_beat
                 self._report(stuck)
+
+    def _next_look(self, last_beat: float, sampled_beat: float, reported_beat: float) -> float:
+        """When a stall since *last_beat* would next cross a threshold not yet acted on."""
+        looks = []
+        if self.sample_s is not None and sampled_beat != last_beat:
+            looks.append(last_beat + self.sample_s)
+        if self.threshold_s is not None and reported_beat != last_beat:
+            looks.append(last_beat + self._interval + self.threshold_s)
+        return min(looks, default=last_beat + self._interval * 2)  # else: the next beat
 
     def _culprit(self) -> tuple[TaskHandle[Any] | None, asyncio.Task[Any] | None]:
         """The lightwork task holding the loop, else the asyncio task running on it, if any."""
