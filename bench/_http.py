@@ -48,6 +48,9 @@ ENDPOINTS: Final = (
     Endpoint("create_task", "bare asyncio.create_task (50 ms)", "bare", "/create-task"),
     Endpoint("plain_middleware", "plain + BackgroundMiddleware", "lightwork", "/plain"),
     Endpoint("lightwork", "lightwork add_task (50 ms)", "lightwork", "/lightwork"),
+    Endpoint(
+        "lightwork_frozen", "lightwork add_task, gc.freeze()", "lightwork-frozen", "/lightwork"
+    ),
 )
 
 
@@ -194,8 +197,12 @@ def run_http(*, connections: int, seconds: int, warm_up_s: int, rounds: int) -> 
     if tool == "python":
         print("  (install Debian's wrk, `apt-get install -y wrk`, for figures comparable to docs)")
     runs: dict[str, list[tuple[dict[str, float], dict[str, float]]]] = {}
-    with serve("bare") as bare_port, serve("lightwork") as lightwork_port:
-        ports = {"bare": bare_port, "lightwork": lightwork_port}
+    with (
+        serve("bare") as bare_port,
+        serve("lightwork") as lightwork_port,
+        serve("lightwork-frozen") as frozen_port,
+    ):
+        ports = {"bare": bare_port, "lightwork": lightwork_port, "lightwork-frozen": frozen_port}
         if warm_up_s:
             for endpoint in ENDPOINTS:
                 _run_load(tool, ports[endpoint.variant], endpoint.path, connections, warm_up_s)

@@ -46,6 +46,7 @@ import adding_tasks
 import blocking_task
 import context_vars
 import fastapi_app
+import gc_freeze
 import limits
 import logging_console
 import logging_fallback
@@ -395,6 +396,18 @@ def test_the_watchdog_names_a_request_handler_that_blocks(
     [report] = events(logs, "event_loop_blocked")
     assert (report["task"], report["route"]) == (None, "GET /rates")
     assert "in convert" in report["stack"]
+
+
+def test_the_app_freezes_what_startup_made_and_unfreezes_at_shutdown(
+    lightwork_tasks: TaskRecorder,
+) -> None:
+    with TestClient(gc_freeze.app) as client:
+        frozen = gc.get_freeze_count()
+        assert frozen > 10_000  # the catalogue's strings, among the rest of startup
+        assert client.get("/items/sku-7").text == "item 7"
+        lightwork_tasks.wait()
+    assert gc.get_freeze_count() == 0
+    assert [task.state for task in lightwork_tasks.tasks] == [TaskState.COMPLETED]
 
 
 def hung_until_reported(logs: Logs) -> Callable[[], dict[str, float]]:

@@ -47,8 +47,9 @@ def build_app(check: StatusCheck = is_admin, scheduler: Scheduler | None = None)
         await asyncio.sleep(0.02)
 
     async def crunch_numbers() -> None:
-        # CPU work inside a coroutine: it holds the event loop past the 20 ms block threshold.
-        deadline = time.perf_counter() + 0.03
+        # CPU work inside a coroutine: it holds the event loop well past the 20 ms block
+        # threshold, for the sampling watchdog to see it even on a busy machine.
+        deadline = time.perf_counter() + 0.06
         while time.perf_counter() < deadline:
             pass
 

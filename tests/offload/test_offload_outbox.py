@@ -7,6 +7,7 @@ outbox is a real SQLite file in the test's temporary folder.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 
@@ -367,3 +368,23 @@ async def test_a_job_the_outbox_cannot_keep_is_logged_as_lost_not_dead_lettered(
     [failed] = events(logs, "offload_failed")
     assert "the outbox could not keep it" in failed["reason"]
     assert failed["dead_letter"] is False
+
+
+async def test_closing_again_closes_an_outbox_that_a_look_into_it_reopened(
+    tmp_path: Path, lightwork_tasks: TaskRecorder
+) -> None:
+    engine = Engine()
+    engine.available = False
+    outbox = fast_outbox(tmp_path / "o.db")
+    offloader = Offloader(engine, outbox=outbox)
+    async with Scheduler(offload=offloader) as scheduler, offloader:
+        ref = scheduler.offload(jobs.add, 1)
+        await lightwork_tasks.join()
+    assert await outbox.where("memory", ref.job_id) == "outbox"  # reopens it
+    assert outbox_threads() == 1
+    await offloader.aclose()
+    await wait_until(lambda: outbox_threads() == 0)  # its connection closed on the way out
+
+
+def outbox_threads() -> int:
+    return sum(thread.name.startswith("lightwork-outbox") for thread in threading.enumerate())

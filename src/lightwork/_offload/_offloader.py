@@ -144,14 +144,14 @@ class Offloader:
         """Stop the delivery rounds, then close the backend and the outbox.
 
         Jobs still waiting stay in the outbox for the next start. Call it after the
-        scheduler has drained (the app's lifespan does both in that order).
+        scheduler has drained (the app's lifespan does both in that order). Closing again
+        closes the outbox again: a look into it since (``where``, ``count``) reopened it.
         """
-        if not await self._courier.stop():
-            return
-        try:  # not under call_timeout: a backend bounds its own close (a drain deadline)
-            await self.backend.aclose()
-        except Exception as exc:  # noqa: BLE001 -- closing goes on; the error is reported
-            logger.error(events.BACKEND_CLOSE_FAILED, backend=self._destination, exc_info=exc)
+        if await self._courier.stop():
+            try:  # not under call_timeout: a backend bounds its own close (a drain deadline)
+                await self.backend.aclose()
+            except Exception as exc:  # noqa: BLE001 -- closing goes on; the error is reported
+                logger.error(events.BACKEND_CLOSE_FAILED, backend=self._destination, exc_info=exc)
         if self.outbox is not None:
             await self.outbox.aclose()
 
