@@ -59,7 +59,7 @@ TERMINAL_STATES: Final = tuple(
 
 
 class TaskOwner(Protocol):
-    """What a handle, and the step timer driving its task, ask of their scheduler."""
+    """What a handle, and the coroutine driver running its task, ask of their scheduler."""
 
     @property
     def _loop(self) -> asyncio.AbstractEventLoop | None: ...

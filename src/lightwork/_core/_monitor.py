@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 stepping: TaskHandle[Any] | None = None
-"""The task whose step runs on the event loop right now, read by the loop watchdog."""
+"""The task whose step runs on the event loop right now, read by the loop watchdog: set by
+``TimedCoroutine``, and around a task's sync callbacks (which run after its last step)."""
 
 gc_seconds = 0.0
 """Seconds spent in garbage collection on event-loop threads, once ``count_gc_time()`` ran."""
