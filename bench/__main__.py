@@ -154,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(_report.offload_table(offload).text())
     verdicts = check(micro, memory, http, offload)
     quick_note = " (a --quick run: sizes too small for these verdicts to mean anything)"
-    print(f"\ntargets (issue 6){quick_note if settings['quick'] else ''}")
+    print(f"\ntargets (issue 15){quick_note if settings['quick'] else ''}")
     print(_report.targets_table(verdicts).text())
 
     output: Path = args.output
