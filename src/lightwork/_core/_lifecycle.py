@@ -148,6 +148,9 @@ class Lifecycle:
                 self._deadlines.arm(handle, perf_counter() + TIMEOUT_GRACE_S)
 
     def _report_slow(self, handle: TaskHandle[Any], elapsed: float) -> None:
+        watchdog = self.watchdog
+        if watchdog is not None and watchdog._sampled is not None:  # charge a hold first,
+            watchdog.settle()  # for the warning's figures and hint, if its timer came first
         handle._flags |= SLOW_LOGGED
         self._stats.warned(handle.name, log.TASK_SLOW)
         report_slow(handle, elapsed)
