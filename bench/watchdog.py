@@ -26,20 +26,13 @@ from typing import Any, Final
 
 import lightwork
 
-from ._contenders import until_empty
+from ._contenders import CALLBACK_TIMEOUT_S, _ignore, until_empty
 from ._runtime import configure_logging, run_on
+from ._worker import yield_once
 
 WAVE: Final = 20
 ROUNDS: Final = 9
 HOLDS_S: Final = (0.03, 0.1, 1.0)
-
-
-async def _nothing() -> None:
-    await asyncio.sleep(0)
-
-
-def _ignore(_: object) -> None:
-    return None
 
 
 def _voluntary_switches(native_id: int | None) -> int:
@@ -62,7 +55,9 @@ async def _tasks_per_second(options: dict[str, Any], n: int) -> tuple[float, flo
         start = time.perf_counter()
         for first in range(0, n, WAVE):
             for _ in range(min(WAVE, n - first)):
-                scheduler.add_task(_nothing(), timeout=30.0, on_complete=_ignore, on_error=_ignore)
+                scheduler.add_task(
+                    yield_once(), timeout=CALLBACK_TIMEOUT_S, on_complete=_ignore, on_error=_ignore
+                )
             await asyncio.sleep(0)
         await until_empty(lambda: scheduler.running)
         elapsed = time.perf_counter() - start

@@ -279,7 +279,8 @@ class Lifecycle:
         A sync callback holds the loop like a step of the task: timed as one with
         ``time_steps``, else named to the watchdog's sampling as the task's.
         """
-        start = perf_counter() if self.time_steps else 0.0
+        timed = self.time_steps
+        start = perf_counter() if timed else 0.0
         _monitor.stepping = handle
         try:
             result = callback(argument)
@@ -288,7 +289,7 @@ class Lifecycle:
             return None
         finally:
             _monitor.stepping = None
-            if start:
+            if timed:
                 step = perf_counter() - start
                 handle.blocked += step
                 if step > handle.longest_step:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
-import traceback
 from time import perf_counter
 from traceback import StackSummary, walk_stack
 from typing import TYPE_CHECKING, Any, Final
@@ -190,9 +189,14 @@ class LoopWatchdog:
                     return running, None
         return None, current
 
-    def _stack(self) -> str:
+    def _stack(self) -> StackSummary | None:
+        """Where the loop's thread is now; source lines are read when it is formatted."""
         frame = sys._current_frames().get(self._loop_thread)
-        return "".join(traceback.format_stack(frame, limit=_STACK_LIMIT)) if frame else ""
+        if frame is None:
+            return None
+        stack = StackSummary.extract(walk_stack(frame), limit=_STACK_LIMIT, lookup_lines=False)
+        stack.reverse()  # outermost first, as tracebacks print
+        return stack
 
     def _sample(self, missed_beat: float) -> None:
         handle, _ = self._culprit()
@@ -203,12 +207,9 @@ class LoopWatchdog:
         # is read, so that a step ending meanwhile is still charged.
         sampled = (missed_beat, handle, None, handle._context.copy())
         self._sampled = sampled
-        frame = sys._current_frames().get(self._loop_thread)
-        if frame is not None:  # where the task is; its source lines are read on the loop
-            stack = StackSummary.extract(walk_stack(frame), limit=_STACK_LIMIT, lookup_lines=False)
-            stack.reverse()
-            if self._sampled is sampled:
-                self._sampled = (missed_beat, handle, stack, sampled[3])
+        stack = self._stack()  # formatted on the loop, once the task lets go
+        if stack is not None and self._sampled is sampled:
+            self._sampled = (missed_beat, handle, stack, sampled[3])
 
     def _report(self, stuck: float) -> None:
         assert self.threshold_s is not None
@@ -233,6 +234,6 @@ class LoopWatchdog:
             threshold_ms=ms(self.threshold_s),
             gc_ms=ms(in_gc),
             **culprit,
-            stack=stack,
+            stack="".join(stack.format()) if stack else "",
             hint=log.GC_PAUSE_HINT if in_gc >= stuck / 2 else log.BLOCKING_HINT,
         )
