@@ -18,9 +18,11 @@ import sys
 import tempfile
 import time
 import urllib.request
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
+
+from ._server import VARIANTS
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -197,12 +199,8 @@ def run_http(*, connections: int, seconds: int, warm_up_s: int, rounds: int) -> 
     if tool == "python":
         print("  (install Debian's wrk, `apt-get install -y wrk`, for figures comparable to docs)")
     runs: dict[str, list[tuple[dict[str, float], dict[str, float]]]] = {}
-    with (
-        serve("bare") as bare_port,
-        serve("lightwork") as lightwork_port,
-        serve("lightwork-frozen") as frozen_port,
-    ):
-        ports = {"bare": bare_port, "lightwork": lightwork_port, "lightwork-frozen": frozen_port}
+    with ExitStack() as servers:
+        ports = {variant: servers.enter_context(serve(variant)) for variant in VARIANTS}
         if warm_up_s:
             for endpoint in ENDPOINTS:
                 _run_load(tool, ports[endpoint.variant], endpoint.path, connections, warm_up_s)

@@ -12,7 +12,7 @@ import base64
 import os
 import socket as sockets
 import threading
-from collections.abc import MutableMapping
+from collections.abc import Callable, Coroutine, MutableMapping
 from typing import Any
 
 import httpx2
@@ -40,13 +40,20 @@ from tests.support import events, wait_in_thread
 Logs = list[MutableMapping[str, Any]]
 
 
+def gated(gate: threading.Event) -> Callable[[], Coroutine[Any, Any, None]]:
+    """A task function, named ``wait_for_gate``, whose tasks wait until *gate* is set."""
+
+    async def wait_for_gate() -> None:
+        await asyncio.to_thread(gate.wait, 10)
+
+    return wait_for_gate
+
+
 def held_app(
     scheduler: Scheduler, gate: threading.Event, **middleware: Any
 ) -> tuple[Starlette, CollectorRegistry]:
     """An app whose ``/add?n=N`` adds N tasks that wait for *gate*; with metrics and status."""
-
-    async def wait_for_gate() -> None:
-        await asyncio.to_thread(gate.wait, 10)
+    wait_for_gate = gated(gate)
 
     async def add(request: Request) -> Response:
         background = lightwork.get_background(request)
@@ -202,9 +209,7 @@ def test_with_tasks_that_start_at_once_add_task_wait_paces_one_request(
 
 def test_every_path_that_holds_tasks_keeps_their_room(lightwork_tasks: TaskRecorder) -> None:
     gate = threading.Event()
-
-    async def wait_for_gate() -> None:
-        await asyncio.to_thread(gate.wait, 10)
+    wait_for_gate = gated(gate)
 
     def sync_endpoint(request: Request) -> Response:  # runs in a worker thread
         lightwork.get_background(request).add_task(wait_for_gate)
