@@ -7,6 +7,17 @@ import time
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
+import lightwork
+
+
+def wrong_type(message: str) -> str:
+    """Return what the refusal of an argument of the wrong type says, as a ``match`` pattern.
+
+    Lightwork's own *message*, unless the compiled core runs: its constructors check their
+    arguments' types first, with mypyc's message ("float object expected; got None").
+    """
+    return "object expected; got" if lightwork.compiled else message
+
 
 def events(entries: list[MutableMapping[str, Any]], name: str) -> list[MutableMapping[str, Any]]:
     """Return the captured entries whose event is *name*."""

@@ -4,9 +4,16 @@ Light I/O work runs detached on the event loop, with a timeout, callbacks, and a
 when it runs slow; see the docs for the full guide.
 """
 
-from ._asgi._background import Background, get_background, with_background
+# First: with LIGHTWORK_NO_EXTENSIONS=1, it makes every import below take the .py source.
+import sys
+
+from . import _extensions
+
+# isort: split
+from ._asgi._background import Background, get_background
+from ._asgi._endpoints import queue_full_response, with_background
 from ._asgi._exceptions import BackgroundNotInstalledError
-from ._asgi._middleware import BackgroundMiddleware, queue_full_response
+from ._asgi._middleware import BackgroundMiddleware
 from ._core._admission import Overflow
 from ._core._definitions import task
 from ._core._exceptions import (
@@ -40,6 +47,9 @@ from ._offload._outbox import DeadLetter, Outbox
 from ._offload._registry import current_job_id, offloadable
 from ._offload._scheduler import Scheduler
 from ._version import __version__
+
+compiled: bool = _extensions.is_compiled(sys.modules[Scheduler.__module__])
+"""Whether this process runs lightwork's compiled core (built by mypyc), not the Python one."""
 
 __all__ = [
     "BackendError",
@@ -78,6 +88,7 @@ __all__ = [
     "TaskTimeoutError",
     "UnsupportedCapabilityError",
     "__version__",
+    "compiled",
     "current_job_id",
     "get_background",
     "offloadable",

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import functools
-import inspect
-from typing import TYPE_CHECKING, Any, Final, TypeVar
-
-from starlette.requests import HTTPConnection
+from typing import TYPE_CHECKING, Any, Final
 
 from .._core._handle import PENDING, TaskHandle
 from .._offload._scheduler import OffloadingSource
 from ._exceptions import BackgroundNotInstalledError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from starlette.requests import HTTPConnection
 
     from .._core._types import RunIf
     from .._offload._scheduler import Scheduler
 
 SCOPE_KEY: Final = "lightwork.background"
-C = TypeVar("C", bound=HTTPConnection)
-R = TypeVar("R")
 
 
 class Background(OffloadingSource):
@@ -141,31 +135,3 @@ def get_background(connection: HTTPConnection) -> Background:
             "`Middleware(lightwork.BackgroundMiddleware)` to the app's middleware"
         ) from None
     return background
-
-
-def with_background(endpoint: Callable[[C, Background], R]) -> Callable[[C], R]:
-    """Hand a Starlette endpoint the request's background handle as its second argument.
-
-    Works for async and sync endpoints, and for websocket endpoints.
-
-    Example:
-        ```python
-        @with_background
-        async def signup(request: Request, background: Background) -> Response:
-            background.add_task(send_welcome_email, "ada@example.com")
-            return Response(status_code=201)
-        ```
-    """
-    if inspect.iscoroutinefunction(endpoint):
-
-        @functools.wraps(endpoint)
-        async def call_async(connection: C) -> Any:
-            return await endpoint(connection, get_background(connection))
-
-        return call_async  # type: ignore[return-value]
-
-    @functools.wraps(endpoint)
-    def call(connection: C) -> R:
-        return endpoint(connection, get_background(connection))
-
-    return call

@@ -5,10 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Final, get_args
 
-from starlette.responses import PlainTextResponse, Response
-
 from .._core import _watchdog
-from .._core._exceptions import BackgroundQueueFull
 from .._core._options import check_run_if
 from .._core._types import RunIf, StartPolicy
 from .._offload._scheduler import Scheduler
@@ -16,10 +13,10 @@ from ._background import SCOPE_KEY, Background
 from ._context import bind_request_context, unbind_request_context
 
 if TYPE_CHECKING:
-    from starlette.requests import Request
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
     from .._core._admission import Overflow
+
 
 _START_POLICIES: Final = get_args(StartPolicy)
 
@@ -167,22 +164,3 @@ class BackgroundMiddleware:
             return message
 
         await self.app(scope, receive_and_manage, send)
-
-
-async def queue_full_response(request: Request, exc: Exception) -> Response:
-    """Answer ``BackgroundQueueFull`` with ``503 Service Unavailable`` and ``Retry-After``.
-
-    Example:
-        ```python
-        app = Starlette(
-            middleware=[Middleware(BackgroundMiddleware, scheduler=Scheduler(max_pending=1000))],
-            exception_handlers={BackgroundQueueFull: queue_full_response},
-        )
-        ```
-    """
-    retry_after = exc.retry_after if isinstance(exc, BackgroundQueueFull) else 1
-    return PlainTextResponse(
-        "Too much background work is waiting; try again shortly.",
-        status_code=503,
-        headers={"Retry-After": str(retry_after)},
-    )

@@ -14,6 +14,8 @@ import math
 from time import perf_counter
 from typing import TYPE_CHECKING, Final, Protocol
 
+from mypy_extensions import mypyc_attr
+
 if TYPE_CHECKING:
     import asyncio
 
@@ -22,7 +24,7 @@ _NO_CONTEXT: Final = contextvars.Context()
 RESOLUTION_S: Final = 0.005
 """How late a deadline may fire, at most, on an event loop that is not busy."""
 
-SLACK: Final = 32
+SLACK = 32  # not Final, which mypyc would compile in: tests change it
 """How many disarmed handles a bucket may hold, whatever its size, before it is compacted."""
 
 
@@ -36,6 +38,7 @@ class Timed(Protocol):
     def _on_timer(self) -> None: ...
 
 
+@mypyc_attr(native_class=False)  # compiled classes cannot subclass list
 class Bucket(list[Timed]):
     """The handles whose deadline falls in one slice of time, keyed by its end.
 

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 _EMPTY_CONTEXT: Final = Context()  # replaces an ended task's context, so it can be freed
 
-TIMEOUT_GRACE_S: Final = 1.0
+TIMEOUT_GRACE_S = 1.0  # not Final, which mypyc would compile in: tests shorten it
 """How long after cancelling a task at its timeout lightwork checks that it has ended."""
 
 

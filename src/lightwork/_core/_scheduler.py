@@ -43,7 +43,7 @@ _Phase = Literal["idle", "running", "closing", "closed"]
 _PENDING_AT_SHUTDOWN: Final = get_args(PendingAtShutdown)
 
 
-class Scheduler(TaskSource, Shutdown):
+class Scheduler(Shutdown, TaskSource):
     """Runs background tasks on the event loop, detached from whoever added them.
 
     The core of ``lightwork.Scheduler``, which plugs the offload bridge in as its

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from . import _logging as log
 from ._lifecycle import Lifecycle
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from ._ports import OffloadPort
     from ._watchdog import LoopWatchdog
 
-CANCEL_GRACE_S: Final = 1.0
+CANCEL_GRACE_S = 1.0  # not Final, which mypyc would compile in: tests shorten it
 """How long shutdown waits for cancelled tasks to unwind before reporting them abandoned."""
 
 PendingAtShutdown: TypeAlias = Literal["run", "drop", "spill"]

@@ -9,6 +9,8 @@ import reprlib
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, Protocol, TypeVar, overload
 
+from mypy_extensions import trait
+
 from ._definitions import facts_of, facts_of_coroutine, name_of
 from ._exceptions import BackgroundQueueFull
 from ._handle import TaskHandle, TaskOwner
@@ -59,6 +61,7 @@ class SourceOwner(TaskOwner, Protocol):
     def _thread_limiter(self) -> anyio.CapacityLimiter: ...
 
 
+@trait  # a mixin, to mypyc: Scheduler also derives from Shutdown
 class TaskSource:
     """Anything ``add_task`` can be called on: a request's ``Background`` or a ``Scheduler``."""
 

@@ -15,12 +15,12 @@ from typing import Any, Final
 from ._handle import TERMINAL_STATES, TaskState
 from ._logging import TASK_BLOCKING, TASK_SLOW
 
-DURATION_BUCKETS_S: Final = (
+DURATION_BUCKETS_S: Final[tuple[float, ...]] = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 )  # fmt: skip
 """Upper bounds of the wall-time histogram, in seconds: Prometheus's defaults, then minutes."""
 
-BLOCKED_BUCKETS_S: Final = (
+BLOCKED_BUCKETS_S: Final[tuple[float, ...]] = (
     0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 )  # fmt: skip
 """Upper bounds of the loop-held-time histogram, in seconds: around the 20 ms block threshold."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, overload
 
+from mypy_extensions import trait
+
 from .._core._scheduler import Scheduler as CoreScheduler
 from .._core._source import TaskSource
 from ._offloader import Offloader, offloader_for
@@ -25,6 +27,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
+@trait
 class OffloadingSource(TaskSource):
     """A task source that can also ``offload()``: a ``Scheduler``, or a request's ``Background``."""
 
@@ -84,7 +87,7 @@ class OffloadingSource(TaskSource):
         return self._offloader._offload(self, target, args, kwargs)
 
 
-class Scheduler(OffloadingSource, CoreScheduler):
+class Scheduler(CoreScheduler, OffloadingSource):
     """Runs background tasks on the event loop, detached from whoever added them.
 
     ``BackgroundMiddleware`` makes one per app and starts and closes it with the app's
