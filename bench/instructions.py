@@ -6,7 +6,9 @@ to run, and a slower machine changes every ratio a little; callgrind counts the 
 the CPU executes, the same for the same code and inputs whatever else the machine does, which
 makes it the figure to compare two versions of lightwork with. Each contender runs twice under
 callgrind, on uvloop: with a warm-up round only, and with N more tasks after it; the
-difference over N is its instructions per task. Not part of ``python -m bench`` or of CI:
+difference over N is its instructions per task. Each lightwork contender runs on the
+compiled core (when the install built it) and again on the pure-Python one
+(``LIGHTWORK_NO_EXTENSIONS=1``). Not part of ``python -m bench`` or of CI:
 valgrind runs Python about fifty times slower. Instructions are not time (a C instruction
 and a Python one differ in cost), so the ratios here read higher than the timed ones.
 """
@@ -23,6 +25,8 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Final
+
+import lightwork
 
 from ._contenders import BY_KEY, waves
 from ._runtime import configure_logging, run_on
@@ -56,7 +60,7 @@ async def _spawn(contender: str, workload: str, n: int) -> None:
             await round_(waves(n, WAVE), fn, _nothing)
 
 
-def _instructions(contender: str, workload: str, n: int) -> int:
+def _instructions(contender: str, workload: str, n: int, *, pure: bool) -> int:
     """Run one child under callgrind; return the instructions its main thread executed.
 
     Only the thread that runs the event loop: the watchdog's thread costs time per second,
@@ -69,6 +73,9 @@ def _instructions(contender: str, workload: str, n: int) -> int:
             sys.executable, "-m", "bench.instructions", "--child", contender, workload, str(n),
         ]  # fmt: skip
         environment = {**os.environ, "BENCH_CLOCK_STRETCH": str(CLOCK_STRETCH)}
+        environment.pop("LIGHTWORK_NO_EXTENSIONS", None)
+        if pure:
+            environment["LIGHTWORK_NO_EXTENSIONS"] = "1"
         subprocess.run(command, capture_output=True, check=True, timeout=1800, env=environment)
         found = _TOTALS.search(Path(out, "callgrind.out-01").read_text())
     if found is None:
@@ -76,8 +83,9 @@ def _instructions(contender: str, workload: str, n: int) -> int:
     return int(found.group(1))
 
 
-def _per_task(contender: str, workload: str, n: int) -> float:
-    return (_instructions(contender, workload, n) - _instructions(contender, workload, 0)) / n
+def _per_task(contender: str, workload: str, n: int, pure: bool) -> float:
+    counted = _instructions(contender, workload, n, pure=pure)
+    return (counted - _instructions(contender, workload, 0, pure=pure)) / n
 
 
 def main() -> None:
@@ -96,23 +104,31 @@ def main() -> None:
         sys.exit("valgrind is not installed: apt-get install -y valgrind")
     contenders = list(dict.fromkeys(["floor", *(args.contenders or DEFAULT_CONTENDERS)]))
     workloads = args.workloads or list(WORKLOADS)
-    cells = [(c, w) for c in contenders for w in workloads]
+    cores = [False, True] if lightwork.compiled else [True]  # pure: without compiled code
+    rows = [
+        (c, pure) for c in contenders for pure in (cores if BY_KEY[c].is_lightwork else [False])
+    ]
+    cells = [(c, w, pure) for c, pure in rows for w in workloads]
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         counts = dict(
             zip(
                 cells,
-                pool.map(lambda cell: _per_task(cell[0], cell[1], args.n), cells),
+                pool.map(lambda cell: _per_task(cell[0], cell[1], args.n, cell[2]), cells),
                 strict=True,
             )
         )
     shown = " / ".join(workloads)
     print(f"instructions per task on uvloop, callgrind, {args.n:,} tasks, {WAVE} a wave ({shown})")
-    for contender in contenders:
+    for contender, pure in rows:
         row = "  ".join(
-            f"{counts[contender, w]:>9,.0f} {counts[contender, w] / counts['floor', w]:5.2f}x"
+            f"{counts[contender, w, pure]:>9,.0f} "
+            f"{counts[contender, w, pure] / counts['floor', w, False]:5.2f}x"
             for w in workloads
         )
-        print(f"{BY_KEY[contender].label:<38}{row}")
+        core = (
+            (" (pure Python)" if pure else " (compiled)") if BY_KEY[contender].is_lightwork else ""
+        )
+        print(f"{BY_KEY[contender].label + core:<52}{row}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, final
 
 from .._core._handle import PENDING, TaskHandle
 from .._offload._scheduler import OffloadingSource
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 SCOPE_KEY: Final = "lightwork.background"
 
 
+@final  # compiled, it cannot be subclassed
 class Background(OffloadingSource):
     """The background handle of one request: ``add_task`` on it runs work after the response.
 

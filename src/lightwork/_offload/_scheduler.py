@@ -6,7 +6,7 @@ The core knows the bridge only as an ``OffloadPort``; here it is given a real ``
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, final, overload
 
 from mypy_extensions import trait
 
@@ -87,6 +87,7 @@ class OffloadingSource(TaskSource):
         return self._offloader._offload(self, target, args, kwargs)
 
 
+@final  # compiled, it cannot be subclassed: see the guide's "The compiled core"
 class Scheduler(CoreScheduler, OffloadingSource):
     """Runs background tasks on the event loop, detached from whoever added them.
 
