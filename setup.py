@@ -19,14 +19,16 @@ SOURCE = Path("src")
 
 # What every task, step and request goes through. The rest stays interpreted: what runs once
 # per app or per job (the offload bridge, the status page, the integrations), and what takes
-# a user's arguments with their annotations (``@task``, its options), which a compiled
-# function would check first, with mypyc's vaguer messages.
+# a user's arguments (``@task``: a compiled function checks their types first, in mypyc's
+# words, not lightwork's).
 COMPILED = [
     "lightwork/_core/_admission.py",
     "lightwork/_core/_deadlines.py",
+    "lightwork/_core/_definitions.py",
     "lightwork/_core/_handle.py",
     "lightwork/_core/_lifecycle.py",
     "lightwork/_core/_monitor.py",
+    "lightwork/_core/_options.py",
     "lightwork/_core/_reporting.py",
     "lightwork/_core/_scheduler.py",
     "lightwork/_core/_shutdown.py",

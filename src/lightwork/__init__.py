@@ -15,7 +15,7 @@ from ._asgi._endpoints import queue_full_response, with_background
 from ._asgi._exceptions import BackgroundNotInstalledError
 from ._asgi._middleware import BackgroundMiddleware
 from ._core._admission import Overflow
-from ._core._definitions import task
+from ._core._decorator import task
 from ._core._exceptions import (
     BackgroundQueueFull,
     LightworkError,

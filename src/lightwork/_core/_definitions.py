@@ -1,4 +1,4 @@
-"""``@lightwork.task``: defaults attached to a function, found again from it or its coroutines.
+"""The defaults ``@lightwork.task`` attaches to a function, found again from it or its coroutines.
 
 ``add_task(fn, ...)`` reads the definition off the function itself, so it is found whatever the
 order of the decorators (``functools.wraps`` copies ``__dict__`` to the wrapper).
@@ -14,21 +14,18 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
 from types import CodeType, CoroutineType, FunctionType, MethodType
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final
 
-from ._options import UNSET, TaskOptions, _Unset
+from ._options import TaskOptions
 
 if TYPE_CHECKING:
-    from ._types import RunIf
-
-F = TypeVar("F", bound=Callable[..., Any])
+    from collections.abc import Callable
 
 Facts = tuple[bool, TaskOptions | None, str]
 """What ``add_task`` must know of a function: whether it is async, its definition, its name."""
 
-_ATTRIBUTE: Final = "_lightwork_task"
+ATTRIBUTE: Final = "_lightwork_task"
 """The attribute of a decorated function that holds its definition."""
 _CO_COROUTINE: Final = inspect.CO_COROUTINE  # one lookup, not two, on add_task's hot path
 _FUNCTION_TYPES: Final = (FunctionType, MethodType)
@@ -46,93 +43,7 @@ _function_facts: dict[tuple[CodeType, str | None], tuple[bool, str]] = {}
 """Whether a callable that is not a plain async function is async, and its name."""
 
 
-def task(
-    *,
-    name: str | None = None,
-    timeout: float | _Unset | None = UNSET,
-    slow_threshold: float | _Unset | None = UNSET,
-    block_threshold: float | _Unset | None = UNSET,
-    on_complete: Callable[[Any], object] | None = None,
-    on_error: Callable[[BaseException], object] | None = None,
-    run_if: RunIf | None = None,
-    shield: bool | None = None,
-    inline: bool = False,
-) -> Callable[[F], F]:
-    """Give a function default options for every task made from it.
-
-    Both forms of ``add_task`` pick the defaults up; options passed to ``add_task`` win.
-    The function is returned unchanged, so it can still be called and tested directly.
-
-    ``add_task(fn, ...)`` always finds the defaults of the very function it is given. A
-    coroutine, ``add_task(fn(...))``, only says its code and its function's name, so:
-
-    - under another decorator (one that uses ``functools.wraps``), put ``@lightwork.task``
-      outermost, or the coroutine comes from a wrapper that has no defaults;
-    - functions of the same name wrapped by one decorator (``emails.send`` and ``sms.send``
-      under ``@traced``) share the wrapper's code: with different defaults, the coroutine form
-      raises ``TypeError``; pass such functions themselves;
-    - functions made again and again by one ``def`` (inside an endpoint, or by a factory)
-      take the defaults of the latest one made: pass the function if an earlier one's
-      coroutine is made later.
-
-    Args:
-        name: the task's name in logs and metrics (default: the function's qualified name).
-        timeout: seconds before the task is cancelled; ``None`` for no limit.
-        slow_threshold: seconds after which the task is reported slow; ``None`` for never.
-        block_threshold: seconds one step may hold the event loop before the task is
-            reported as blocking it; ``None`` to never report (steps are still timed).
-        on_complete: called with the result when the task completes (sync or async).
-        on_error: called with what ended the task otherwise (sync or async).
-        run_if: which requests release the task (see ``RunIf``).
-        shield: let the task run past the shutdown's ``drain_timeout``, up to the
-            scheduler's ``shield_timeout`` (e.g. a payment capture).
-        inline: run a sync function on the event loop itself instead of in a worker
-            thread: for very short work, where a thread costs more than the call. It is
-            timed as one step, so a slow one is reported as blocking the loop.
-
-    Raises:
-        TypeError: what is decorated is not a function, or ``inline=True`` decorates an
-            async one.
-
-    Example:
-        ```python
-        @lightwork.task(name="welcome-email", timeout=5, on_error=report)
-        async def send_welcome_email(address: str) -> None: ...
-
-        background.add_task(send_welcome_email, "ada@example.com")
-        ```
-    """
-    options = TaskOptions(
-        name=name,
-        timeout=timeout,
-        slow_threshold=slow_threshold,
-        block_threshold=block_threshold,
-        on_complete=on_complete,
-        on_error=on_error,
-        run_if=run_if,
-        shield=shield,
-        inline=inline,
-    )
-
-    def register(fn: F) -> F:
-        target = _unwrap_partials(fn)
-        code = getattr(target, "__code__", None)
-        if not isinstance(code, CodeType):
-            raise TypeError(f"@lightwork.task decorates functions, not {fn!r}")
-        if inline and code.co_flags & (inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR):
-            raise TypeError(f"inline=True is for sync functions; {fn!r} is async")
-        holder = getattr(fn, "__func__", fn)  # a bound method: its function, for every instance
-        replaced = getattr(holder, _ATTRIBUTE, None)
-        setattr(holder, _ATTRIBUTE, options)
-        if target is fn:  # a partial's coroutines are its function's: they carry no definition
-            own = code.co_qualname == holder.__qualname__  # not a decorator's wrapper
-            _register_for_coroutines((code, holder.__qualname__), options, replaced, own=own)
-        return fn
-
-    return register
-
-
-def _register_for_coroutines(
+def register_for_coroutines(
     key: tuple[CodeType, str], options: TaskOptions, replaced: TaskOptions | None, *, own: bool
 ) -> None:
     """Register *options* for the coroutines of the function *key* names.
@@ -152,7 +63,7 @@ def _register_for_coroutines(
     _coroutine_facts.pop(key[1], None)
 
 
-def _unwrap_partials(fn: object) -> object:
+def unwrap_partials(fn: object) -> object:
     while isinstance(fn, functools.partial):
         fn = fn.func
     return fn
@@ -161,7 +72,7 @@ def _unwrap_partials(fn: object) -> object:
 def definition_of(fn: object) -> TaskOptions | None:
     """Return the options ``@lightwork.task`` gave *fn*, or the function *fn* is a partial of."""
     while True:
-        definition = getattr(fn, _ATTRIBUTE, None)
+        definition = getattr(fn, ATTRIBUTE, None)
         if isinstance(definition, TaskOptions):  # not what a mock makes up for any name
             return definition
         if not isinstance(fn, functools.partial):
@@ -178,12 +89,12 @@ def facts_of(fn: Callable[..., Any]) -> Facts:
     if type(fn) in _FUNCTION_TYPES and fn.__code__.co_flags & _CO_COROUTINE:
         # An async function or method, the common case: its own attributes say it all. The
         # name is short_name(), inlined, as this is add_task's hot path.
-        return True, getattr(fn, _ATTRIBUTE, None), fn.__qualname__.rpartition("<locals>.")[2]
+        return True, getattr(fn, ATTRIBUTE, None), fn.__qualname__.rpartition("<locals>.")[2]
     return _facts_of_other(fn)
 
 
 def _facts_of_other(fn: Callable[..., Any]) -> Facts:
-    target = _unwrap_partials(fn)
+    target = unwrap_partials(fn)
     code = getattr(target, "__code__", None)
     if not isinstance(code, CodeType):  # a callable object: nothing to cache it by
         return _is_async_callable(fn), definition_of(fn), name_of(target)
@@ -225,7 +136,7 @@ def _find_facts_of_coroutine(coro: CoroutineType[Any, Any, Any]) -> Facts:
 
 
 def _is_async_callable(obj: object) -> bool:
-    obj = _unwrap_partials(obj)
+    obj = unwrap_partials(obj)
     return inspect.iscoroutinefunction(obj) or inspect.iscoroutinefunction(
         getattr(obj, "__call__", None)  # noqa: B004 -- an async __call__, not callability
     )
@@ -233,7 +144,7 @@ def _is_async_callable(obj: object) -> bool:
 
 def name_of(fn: object) -> str:
     """Return the default task name of a callable: its qualified name, without ``<locals>``."""
-    fn = _unwrap_partials(fn)
+    fn = unwrap_partials(fn)
     name = getattr(fn, "__qualname__", None)
     return short_name(name if isinstance(name, str) else type(fn).__qualname__)
 

@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import gc
 import threading
-from collections.abc import Coroutine, Generator
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Coroutine, Generator
     from types import TracebackType
 
     from ._handle import TaskHandle
-
-T = TypeVar("T")
 
 stepping: TaskHandle[Any] | None = None
 """The task whose step runs on the event loop right now, read by the loop watchdog: set by
@@ -68,16 +66,18 @@ def count_gc_time() -> None:
         gc.callbacks.append(_on_gc)
 
 
-class TrackedCoroutine(Coroutine[Any, Any, T]):
+class TrackedCoroutine:
     """Drive a task's coroutine: start its clock on the first step, end its handle in the last.
 
     A task's exception is reported by lightwork, so the asyncio task itself ends quietly
-    with ``None``.
+    with ``None``. A coroutine to asyncio by its four methods (``collections.abc.Coroutine``
+    recognises them), not by deriving from it: compiled, a class with a Python base (an ABC,
+    or ``Generic``) gets a ``__dict__`` and a ``__weakref__`` slot, 16 bytes a task.
     """
 
     __slots__ = ("_coro", "_handle")
 
-    def __init__(self, coro: Coroutine[Any, Any, T], handle: TaskHandle[T]) -> None:
+    def __init__(self, coro: Coroutine[Any, Any, Any], handle: TaskHandle[Any]) -> None:
         self._coro = coro
         self._handle = handle
 
@@ -118,11 +118,11 @@ class TrackedCoroutine(Coroutine[Any, Any, T]):
     def close(self) -> None:
         self._coro.close()
 
-    def __await__(self) -> Generator[Any, None, T]:
+    def __await__(self) -> Generator[Any, None, Any]:
         return self._coro.__await__()
 
 
-class TimedCoroutine(TrackedCoroutine[T]):
+class TimedCoroutine(TrackedCoroutine):
     """Drive a task's coroutine as ``TrackedCoroutine`` does, adding each step's time to it."""
 
     __slots__ = ()

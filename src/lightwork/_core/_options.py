@@ -63,9 +63,15 @@ def _check_callback(option: str, value: object) -> None:
         raise TypeError(f"{option} must be callable, not {value!r}")
 
 
+def check_flag(option: str, value: object) -> None:
+    """Raise a clear error unless *value* is ``True`` or ``False``."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{option} must be True or False, not {value!r}")
+
+
 def _check_shield(value: object) -> None:
-    if value is not None and not isinstance(value, bool):
-        raise TypeError(f"shield must be True or False, not {value!r}")
+    if value is not None:
+        check_flag("shield", value)
 
 
 OPTION_CHECKS: Final[dict[str, Callable[[object], None]]] = {
@@ -87,7 +93,8 @@ class TaskOptions:
 
     Layers, most specific first: the ``add_task`` call (a plain dict, checked option by
     option with ``OPTION_CHECKS``: building one of these per call costs microseconds), the
-    ``@lightwork.task`` definition (one of these, made once), then the scheduler's defaults.
+    ``@lightwork.task`` definition (one of these, made once, its options checked by
+    ``task()``), then the scheduler's defaults.
     """
 
     name: str | None = None
@@ -99,12 +106,6 @@ class TaskOptions:
     run_if: RunIf | None = None
     shield: bool | None = None
     inline: bool = False
-
-    def __post_init__(self) -> None:
-        for option, check in OPTION_CHECKS.items():
-            value = getattr(self, option)
-            if value is not UNSET:
-                check(value)
 
 
 NO_OPTIONS: Final = TaskOptions()

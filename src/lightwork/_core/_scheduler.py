@@ -13,7 +13,7 @@ import asyncio
 import concurrent.futures
 import functools
 import math
-from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypeVar, get_args
+from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypeVar, cast, get_args
 
 import anyio
 import anyio.from_thread
@@ -33,7 +33,7 @@ from ._stats import TaskStats
 from ._watchdog import LoopWatchdog
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Coroutine, Mapping
 
     from ._ports import OffloadPort
 
@@ -436,9 +436,8 @@ class Scheduler(Shutdown, TaskSource):
         handle.state = RUNNING
         self._running.add(handle)
         # Timed from its first step, so that a burst's wait for the loop does not count.
-        task = loop.create_task(
-            self._driver(coro, handle), name=handle.name, context=handle._context
-        )
+        driver = cast("Coroutine[Any, Any, Any]", self._driver(coro, handle))  # by its methods
+        task = loop.create_task(driver, name=handle.name, context=handle._context)
         if handle.state is RUNNING:  # an eager task factory (3.12+) may have ended it already
             handle._task = task
 

@@ -12,7 +12,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
-from .._core._definitions import task
+from .._core._decorator import task
 from .._core._logging import debug_enabled, logger
 from . import _log as events
 from ._backend import Submission
