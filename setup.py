@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import sysconfig
 from pathlib import Path
 
 from setuptools import Distribution, Extension, setup
@@ -46,6 +47,15 @@ def _skip_reason() -> str | None:
         return "LIGHTWORK_NO_EXTENSIONS is set"
     if sys.implementation.name != "cpython":
         return f"mypyc compiles for CPython only, not {sys.implementation.name}"
+    if sys.version_info >= (3, 12):
+        # Every exception thrown into a suspended compiled coroutine (a task cancelled at its
+        # timeout, an awaiter cancelled) would warn: mypyc forwards it to what the coroutine
+        # awaits with throw(type, value, traceback), deprecated since 3.12. The fix is to
+        # keep lightwork's coroutines out of the compiled modules, or mypyc's own.
+        return (
+            "on Python 3.12 and later, mypyc's coroutines forward exceptions with the "
+            "throw() signature Python deprecates (mypyc issue 1214)"
+        )
     return None
 
 
@@ -53,11 +63,12 @@ class CompiledDistribution(Distribution):
     """A distribution whose extensions are known only once ``build_ext`` runs.
 
     Running mypy on the core takes a while: not worth it for the metadata that pip asks
-    for first, only for the build itself.
+    for first, only for the build itself. ``build_ext`` always runs, if only to say why
+    the core is not compiled.
     """
 
     def has_ext_modules(self) -> bool:
-        return _skip_reason() is None
+        return True
 
 
 class OptionalBuildExt(build_ext):
@@ -81,6 +92,10 @@ class OptionalBuildExt(build_ext):
                 for output in self.get_outputs():  # no compiled half-core left behind
                     Path(output).unlink(missing_ok=True)
         if self.pure_reason is not None:
+            if self.inplace or getattr(self, "editable_mode", False):
+                # An earlier build's modules would shadow the sources they were made from.
+                for stale in SOURCE.rglob(f"*{sysconfig.get_config_var('EXT_SUFFIX')}"):
+                    stale.unlink()
             print(
                 f"lightwork: installing the pure-Python core, not the compiled one: "
                 f"{self.pure_reason}. It behaves the same, at a higher cost per task.",

@@ -6,7 +6,9 @@ import asyncio
 import enum
 import itertools
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast
+
+from mypy_extensions import trait
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Generator
@@ -58,22 +60,39 @@ TERMINAL_STATES: Final = tuple(
 )
 
 
-class TaskOwner(Protocol):
-    """What a handle, and the coroutine driver running its task, ask of their scheduler."""
+@trait
+class TaskOwner:
+    """What a handle, and the coroutine driver running its task, ask of their scheduler.
 
-    @property
-    def _loop(self) -> asyncio.AbstractEventLoop | None: ...
-    @property
-    def _waiters(self) -> dict[TaskHandle[Any], asyncio.Future[None]]: ...
-    def _loop_for_waiting(self) -> asyncio.AbstractEventLoop: ...
-    def _cancel(self, handle: TaskHandle[Any], reason: str) -> bool: ...
-    def _on_timer(self, handle: TaskHandle[Any]) -> None: ...
-    def _on_first_step(self, handle: TaskHandle[Any], now: float) -> None: ...
-    def _on_first_wait(self, handle: TaskHandle[Any]) -> None: ...
-    def _on_longest_step(self, handle: TaskHandle[Any], step: float) -> None: ...
+    A trait, not a ``Protocol``: the compiled core calls a trait's methods natively, and a
+    protocol's through Python attribute lookups, several times a task.
+    """
+
+    _loop: asyncio.AbstractEventLoop | None
+    _waiters: dict[TaskHandle[Any], asyncio.Future[None]]
+
+    def _loop_for_waiting(self) -> asyncio.AbstractEventLoop:
+        raise NotImplementedError
+
+    def _cancel(self, handle: TaskHandle[Any], reason: str) -> bool:
+        raise NotImplementedError
+
+    def _on_timer(self, handle: TaskHandle[Any]) -> None:
+        raise NotImplementedError
+
+    def _on_first_step(self, handle: TaskHandle[Any], now: float) -> None:
+        raise NotImplementedError
+
+    def _on_first_wait(self, handle: TaskHandle[Any]) -> None:
+        raise NotImplementedError
+
+    def _on_longest_step(self, handle: TaskHandle[Any], step: float, stack: str = "") -> None:
+        raise NotImplementedError
+
     def _on_end(
         self, handle: TaskHandle[Any], error: BaseException | None, result: object, end: float
-    ) -> None: ...
+    ) -> None:
+        raise NotImplementedError
 
 
 class TaskHandle(Generic[T]):

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 from . import _logging as log
 from . import _monitor
 from ._exceptions import TaskCancelledError, TaskDroppedError, TaskError, TaskTimeoutError
-from ._handle import COMPLETED, HOLDS_SLOT, PENDING, SLOW_LOGGED, TaskHandle, TaskState
+from ._handle import COMPLETED, HOLDS_SLOT, PENDING, SLOW_LOGGED, TaskHandle, TaskOwner, TaskState
 from ._logging import TASK_ID_VAR, TASK_VAR
 from ._reporting import (
     report_blocking,
@@ -55,7 +55,7 @@ class TaskObserver(Protocol):
 observers: list[TaskObserver] = []
 
 
-class Lifecycle:
+class Lifecycle(TaskOwner):
     """Timing, deadlines, ending and callbacks of started tasks; mixed into ``Scheduler``."""
 
     _loop: asyncio.AbstractEventLoop | None

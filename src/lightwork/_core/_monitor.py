@@ -98,7 +98,7 @@ class TrackedCoroutine:
         ``throw`` comes here too, so that a step is one Python frame.
         """
         handle = self._handle
-        first = not handle._started_at
+        first = handle._started_at == 0.0  # not `not ...`: compiled, that boxes the float
         if first:
             handle._scheduler._on_first_step(handle, perf_counter())
         try:
@@ -137,7 +137,7 @@ class TimedCoroutine(TrackedCoroutine):
         handle = self._handle
         gc_before = gc_seconds
         start = perf_counter()
-        first = not handle._started_at
+        first = handle._started_at == 0.0  # not `not ...`: compiled, that boxes the float
         if first:
             handle._scheduler._on_first_step(handle, start)
         stepping = handle

@@ -28,7 +28,7 @@ from ._options import check_duration
 from ._ports import NO_OFFLOAD
 from ._reporting import task_fields
 from ._shutdown import PendingAtShutdown, Shutdown
-from ._source import TaskSource
+from ._source import SourceOwner, TaskSource
 from ._stats import TaskStats
 from ._watchdog import LoopWatchdog
 
@@ -43,7 +43,7 @@ _Phase = Literal["idle", "running", "closing", "closed"]
 _PENDING_AT_SHUTDOWN: Final = get_args(PendingAtShutdown)
 
 
-class Scheduler(Shutdown, TaskSource):
+class Scheduler(Shutdown, TaskSource, SourceOwner):
     """Runs background tasks on the event loop, detached from whoever added them.
 
     The core of ``lightwork.Scheduler``, which plugs the offload bridge in as its

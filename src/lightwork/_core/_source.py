@@ -7,7 +7,7 @@ import functools
 import inspect
 import reprlib
 from types import CoroutineType
-from typing import TYPE_CHECKING, Any, Final, ParamSpec, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, overload
 
 from mypy_extensions import trait
 
@@ -35,30 +35,28 @@ _args_repr = reprlib.Repr()
 _args_repr.maxlevel, _args_repr.maxstring, _args_repr.maxother = 3, 60, 60
 
 
-class SourceOwner(TaskOwner, Protocol):
+@trait
+class SourceOwner(TaskOwner):
     """What ``add_task`` asks of the scheduler behind a source (``Scheduler`` is one)."""
 
-    @property
-    def timeout(self) -> float | None: ...
-    @property
-    def slow_threshold(self) -> float | None: ...
-    @property
-    def block_threshold(self) -> float | None: ...
-    @property
-    def log_args(self) -> bool: ...
-    @property
-    def offloader(self) -> OffloadPort: ...
-    @property
-    def _phase(self) -> str: ...
-    @property
-    def _admission(self) -> Admission | None: ...
-    @property
-    def _stats(self) -> TaskStats: ...
-    @property
-    def _keeps_call(self) -> Callable[[object], bool] | None: ...
-    def _check_open(self) -> None: ...
-    def _drop(self, handle: TaskHandle[Any], reason: str) -> None: ...
-    def _thread_limiter(self) -> anyio.CapacityLimiter: ...
+    timeout: float | None
+    slow_threshold: float | None
+    block_threshold: float | None
+    log_args: bool
+    offloader: OffloadPort
+    _phase: str
+    _admission: Admission | None
+    _stats: TaskStats
+    _keeps_call: Callable[[object], bool] | None
+
+    def _check_open(self) -> None:
+        raise NotImplementedError
+
+    def _drop(self, handle: TaskHandle[Any], reason: str) -> None:
+        raise NotImplementedError
+
+    def _thread_limiter(self) -> anyio.CapacityLimiter:
+        raise NotImplementedError
 
 
 @trait  # a mixin, to mypyc: Scheduler also derives from Shutdown
