@@ -175,7 +175,8 @@ async def test_a_hand_off_waits_on_a_slow_engine_past_the_scheduler_s_timeout_un
     [hand_off] = lightwork_tasks.tasks
     assert hand_off.state is lightwork.TaskState.COMPLETED
     assert hand_off.duration is not None
-    assert hand_off.duration >= 0.2
+    # The engine's latency, within uvloop's timers, which keep milliseconds and may fire early.
+    assert hand_off.duration >= engine.latency - 0.002
     assert not events(logs, "background_task_slow")
     assert not events(logs, "background_task_timed_out")
 
