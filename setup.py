@@ -113,7 +113,8 @@ def _mypyc_extensions() -> list[Extension]:
 def _failure(exc: BaseException) -> str:
     if isinstance(exc, SystemExit):
         return "mypyc found the errors printed above"
-    return f"{type(exc).__name__}: {exc}"
+    message = str(exc).rstrip(".")  # a compiler's command line can run to a screenful
+    return f"{type(exc).__name__}: {message[:300]}{'...' if len(message) > 300 else ''}"
 
 
 setup(

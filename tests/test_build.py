@@ -1,0 +1,48 @@
+"""The build: a machine that cannot compile the core still gets a working, pure-Python install.
+
+Builds a real wheel with pip, in a copy of the project, with a C compiler that always fails
+(on Python 3.12+ the build does not compile at all, and says so instead).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.mark.slow
+def test_a_failed_compile_installs_the_pure_python_core_and_says_why(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(
+        ROOT,
+        project,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv*", "build", "site", "*.so", "__pycache__", ".*_cache", "results"
+        ),
+    )
+    wheels = tmp_path / "wheels"
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-v", "-w", str(wheels), "."],
+        cwd=project,
+        env={**os.environ, "CC": "false"},  # a compiler that fails on every file
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
+    assert "lightwork: installing the pure-Python core, not the compiled one" in (
+        built.stdout + built.stderr
+    )
+    [wheel] = wheels.glob("lightwork-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "lightwork/_core/_scheduler.py" in names
+    assert not [name for name in names if name.endswith((".so", ".pyd"))]
