@@ -4,9 +4,9 @@ Light I/O work runs detached on the event loop, with a timeout, callbacks, and a
 when it runs slow; see the docs for the full guide.
 """
 
-# First: with LIGHTWORK_NO_EXTENSIONS=1, it makes every import below take the .py source.
 import sys
 
+# First: with LIGHTWORK_NO_EXTENSIONS=1, it makes every import below take the .py source.
 from . import _extensions
 
 # isort: split

@@ -58,13 +58,11 @@ observers: list[TaskObserver] = []
 class Lifecycle(TaskOwner):
     """Timing, deadlines, ending and callbacks of started tasks; mixed into ``Scheduler``."""
 
-    _loop: asyncio.AbstractEventLoop | None
     _deadlines: Deadlines
     _stats: TaskStats
     _admission: Admission | None
     _running: set[TaskHandle[Any]]
     _callbacks: set[asyncio.Task[None]]
-    _waiters: dict[TaskHandle[Any], asyncio.Future[None]]
     _debug: bool
     time_steps: bool
     watchdog: LoopWatchdog | None
