@@ -19,9 +19,10 @@ from setuptools.command.build_ext import build_ext
 SOURCE = Path("src")
 
 # What every task, step and request goes through. The rest stays interpreted: what runs once
-# per app or per job (the offload bridge, the status page, the integrations), and what takes
-# a user's arguments (``@task``: a compiled function checks their types first, in mypyc's
-# words, not lightwork's).
+# per app or per job (the offload bridge, the status page, the integrations), what takes a
+# user's arguments (``@task``: a compiled function checks their types first, in mypyc's
+# words, not lightwork's), and every coroutine (``_core/_awaiting.py`` says why; so the
+# middleware, one coroutine per request, is interpreted too).
 COMPILED = [
     "lightwork/_core/_admission.py",
     "lightwork/_core/_deadlines.py",
@@ -37,7 +38,6 @@ COMPILED = [
     "lightwork/_core/_stats.py",
     "lightwork/_asgi/_background.py",
     "lightwork/_asgi/_context.py",
-    "lightwork/_asgi/_middleware.py",
     "lightwork/_offload/_scheduler.py",
 ]
 
@@ -47,15 +47,6 @@ def _skip_reason() -> str | None:
         return "LIGHTWORK_NO_EXTENSIONS is set"
     if sys.implementation.name != "cpython":
         return f"mypyc compiles for CPython only, not {sys.implementation.name}"
-    if sys.version_info >= (3, 12):
-        # Every exception thrown into a suspended compiled coroutine (a task cancelled at its
-        # timeout, an awaiter cancelled) would warn: mypyc forwards it to what the coroutine
-        # awaits with throw(type, value, traceback), deprecated since 3.12. The fix is to
-        # keep lightwork's coroutines out of the compiled modules, or mypyc's own.
-        return (
-            "on Python 3.12 and later, mypyc's coroutines forward exceptions with the "
-            "throw() signature Python deprecates (mypyc issue 1214)"
-        )
     return None
 
 

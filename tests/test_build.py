@@ -1,11 +1,11 @@
 """The build: a machine that cannot compile the core still gets a working, pure-Python install.
 
-Builds a real wheel with pip, in a copy of the project, with a C compiler that always fails
-(on Python 3.12+ the build does not compile at all, and says so instead).
+Builds a real wheel with pip, in a copy of the project, with a C compiler that always fails.
 """
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
@@ -46,3 +46,24 @@ def test_a_failed_compile_installs_the_pure_python_core_and_says_why(tmp_path: P
     names = zipfile.ZipFile(wheel).namelist()
     assert "lightwork/_core/_scheduler.py" in names
     assert not [name for name in names if name.endswith((".so", ".pyd"))]
+
+
+_WAITING = (ast.AsyncFunctionDef, ast.AsyncFor, ast.AsyncWith, ast.Await, ast.YieldFrom)
+
+
+def test_the_compiled_modules_hold_no_coroutine() -> None:
+    """Compiled, a coroutine would warn at every cancellation on 3.12+ (see ``_awaiting.py``)."""
+    setup = ast.parse((ROOT / "setup.py").read_text(encoding="utf-8"))
+    [compiled] = [
+        node.value
+        for node in setup.body
+        if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "COMPILED"
+    ]
+    assert isinstance(compiled, ast.List)
+    waits = [
+        f"{path}:{node.lineno}"
+        for path in (ast.literal_eval(element) for element in compiled.elts)
+        for node in ast.walk(ast.parse((ROOT / "src" / path).read_text(encoding="utf-8")))
+        if isinstance(node, _WAITING)
+    ]
+    assert waits == [], "compiled modules must leave waiting to lightwork/_core/_awaiting.py"

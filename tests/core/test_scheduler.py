@@ -15,7 +15,7 @@ import anyio.to_thread
 import pytest
 
 import lightwork
-from lightwork import Scheduler, TaskState
+from lightwork import Scheduler, TaskHandle, TaskState
 from lightwork._core import _lifecycle as lifecycle_module
 from lightwork._core import _shutdown as shutdown_module
 from lightwork._core._deadlines import Deadlines
@@ -469,14 +469,18 @@ async def test_result_before_the_end_raises_invalid_state(scheduler: Scheduler) 
 async def test_an_awaiter_that_is_cancelled_does_not_cancel_the_task(
     scheduler: Scheduler,
 ) -> None:
+    async def wait_for(handle: TaskHandle[Any]) -> object:
+        return await handle
+
     release = asyncio.Event()
     handle = scheduler.add_task(release.wait())
-    waiter = asyncio.ensure_future(handle._ended())
-    other = asyncio.ensure_future(handle._ended())
+    waiter = asyncio.ensure_future(wait_for(handle))
+    other = asyncio.ensure_future(wait_for(handle))
     await asyncio.sleep(0)
     waiter.cancel()
     release.set()
-    await other
+    assert await other is True
+    assert waiter.cancelled()
     assert handle.state is TaskState.COMPLETED
 
 

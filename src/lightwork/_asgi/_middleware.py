@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Final, final, get_args
+from typing import TYPE_CHECKING, Final, get_args
 
 from .._core import _watchdog
 from .._core._options import check_run_if
@@ -21,7 +21,6 @@ if TYPE_CHECKING:
 _START_POLICIES: Final = get_args(StartPolicy)
 
 
-@final  # compiled, it cannot be subclassed
 class BackgroundMiddleware:
     """Give each request a :class:`Background` handle, and run the app's scheduler.
 

@@ -264,20 +264,20 @@ class Admission:
             return
         self.make_room()
 
-    async def wait_for_room(
+    def line_up(
         self, handle: TaskHandle[Any], *, held: Sequence[TaskHandle[Any]] | None
-    ) -> None:
-        """Wait until there is room for *handle*, then keep it for *handle* (reserved).
+    ) -> asyncio.Future[None] | None:
+        """Give the room to wait for before keeping it for *handle*; ``None``: room now.
 
         Room goes to waiting callers in the order they came, as soon as it is made: no
-        caller that does not wait can take it first. *held* is the caller's request's held
-        tasks, if the task will wait for its response too: when the room could only come
-        from tasks that cannot be released while this caller waits (its own, and those of
-        other requests waiting here), ``BackgroundQueueFull`` is raised instead of waiting
-        for ever.
+        caller that does not wait can take it first; once the future is done, the room is
+        kept for *handle* (reserved). *held* is the caller's request's held tasks, if the
+        task will wait for its response too: when the room could only come from tasks that
+        cannot be released while this caller waits (its own, and those of other requests
+        waiting here), ``BackgroundQueueFull`` is raised instead of waiting for ever.
         """
         if self.fits(handle.name):  # room, and so no earlier caller waits for this name
-            return
+            return None
         if held is not None:
             stuck = {id(tasks): tasks for _, _, tasks in self.waiters if tasks is not None}
             stuck[id(held)] = held
@@ -288,14 +288,19 @@ class Admission:
                     "room, so it could not come while this request waits; add fewer tasks "
                     "per request, raise max_pending, or start='immediately'"
                 )
-        entry = (handle, asyncio.get_running_loop().create_future(), held)
-        self.waiters.append(entry)  # a list: waits are rare, and short
-        try:
-            await entry[1]
-        except asyncio.CancelledError:
-            if entry[1].cancelled():  # still in line: leave it
-                self.waiters.remove(entry)
-            raise  # woken first: the caller drops the handle, which gives the room back
+        room = asyncio.get_running_loop().create_future()
+        self.waiters.append((handle, room, held))  # a list: waits are rare, and short
+        return room
+
+    def leave_line(self, room: asyncio.Future[None]) -> None:
+        """The caller stopped waiting: out of the line, unless it was woken first."""
+        # Woken first, it is out already, with the room reserved for its task, which the
+        # task's cancellation gives back.
+        if room.cancelled():
+            for index, (_, waiting_for, _) in enumerate(self.waiters):
+                if waiting_for is room:
+                    del self.waiters[index]
+                    return
 
     def make_room(self) -> None:
         """Hand room that was just made to waiting callers, first come first served.

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast
 
 from mypy_extensions import trait
 
+from ._awaiting import outcome
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Generator
     from contextvars import Context
@@ -251,18 +253,15 @@ class TaskHandle(Generic[T]):
         return self._scheduler._cancel(self, "cancelled")
 
     def __await__(self) -> Generator[Any, None, T]:
-        yield from self._ended().__await__()
-        return self.result()
+        return outcome(None if self.done() else self._ended(), self.result).__await__()
 
-    async def _ended(self) -> None:
-        """Wait for the end without raising its outcome."""
-        if not self.done():
-            waiters = self._scheduler._waiters
-            waiter = waiters.get(self)
-            if waiter is None:
-                waiter = waiters[self] = self._scheduler._loop_for_waiting().create_future()
-            # Shielded, so that a cancelled awaiter does not cancel the waiter others share.
-            await asyncio.shield(waiter)
+    def _ended(self) -> asyncio.Future[None]:
+        """The future that the task's end resolves, shared by all who await the task."""
+        waiters = self._scheduler._waiters
+        waiter = waiters.get(self)
+        if waiter is None:
+            waiter = waiters[self] = self._scheduler._loop_for_waiting().create_future()
+        return waiter
 
     def _on_timer(self) -> None:
         self._scheduler._on_timer(self)

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 from contextvars import Context
 from time import perf_counter
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from . import _logging as log
 from . import _monitor
+from ._awaiting import await_callback
 from ._exceptions import TaskCancelledError, TaskDroppedError, TaskError, TaskTimeoutError
 from ._handle import COMPLETED, HOLDS_SLOT, PENDING, SLOW_LOGGED, TaskHandle, TaskOwner, TaskState
 from ._logging import TASK_ID_VAR, TASK_VAR
@@ -303,23 +305,20 @@ class Lifecycle(TaskOwner):
                 handle, callback, RuntimeError("an async callback needs the event loop's thread")
             )
             return None
-        awaiting = loop.create_task(
-            self._await_callback(handle, callback, result), name=f"{handle.name} callback"
-        )
+        failed = functools.partial(_callback_failed, handle, callback)
+        awaiting = loop.create_task(await_callback(result, failed), name=f"{handle.name} callback")
         self._callbacks.add(awaiting)
         awaiting.add_done_callback(self._callbacks.discard)
         return awaiting
 
-    async def _await_callback(
-        self, handle: TaskHandle[Any], callback: Callable[[Any], object], result: Any
-    ) -> None:
-        try:
-            await result
-        except asyncio.CancelledError:
-            report_callback_cancelled(handle, callback)
-            raise
-        except Exception as exc:  # noqa: BLE001 -- a user's callback: report, never propagate
-            report_callback_error(handle, callback, exc)
+
+def _callback_failed(
+    handle: TaskHandle[Any], callback: Callable[[Any], object], error: BaseException
+) -> None:
+    if isinstance(error, Exception):
+        report_callback_error(handle, callback, error)
+    else:  # cancelled
+        report_callback_cancelled(handle, callback)
 
 
 def _tell_ended(handle: TaskHandle[Any]) -> None:

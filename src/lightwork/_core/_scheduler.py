@@ -20,6 +20,7 @@ import anyio.from_thread
 
 from . import _logging as log
 from ._admission import OVERFLOW_POLICIES, Admission, Overflow, check_limit
+from ._awaiting import enter_scheduler, start_scheduler
 from ._deadlines import Deadlines
 from ._exceptions import BackgroundQueueFull, SchedulerClosedError
 from ._handle import HOLDS_SLOT, PENDING, RESERVED, RUNNING, TERMINAL_STATES, TaskHandle, TaskState
@@ -177,20 +178,21 @@ class Scheduler(Shutdown, TaskSource, SourceOwner):
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    def start(self) -> Coroutine[Any, Any, None]:
         """Bind to the running event loop and accept tasks; done for you by the app's lifespan."""
+        return start_scheduler(self)
+
+    def __aenter__(self) -> Coroutine[Any, Any, Self]:
+        return enter_scheduler(self)
+
+    def __aexit__(self, *exc_info: object) -> Coroutine[Any, Any, None]:
+        return self.aclose()
+
+    def _begin(self) -> None:
         self._bind(asyncio.get_running_loop())
         if self._phase != "running":
             self._phase = "running"
             log.logger.debug(log.SCHEDULER_STARTED, lifespan=True)
-        await self.offloader.start()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._loop is not loop:

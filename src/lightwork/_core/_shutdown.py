@@ -6,14 +6,17 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from . import _logging as log
+from ._awaiting import close_scheduler
 from ._lifecycle import Lifecycle
 from ._reporting import report_abandoned, report_abandoned_callback
 
 if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import Coroutine
+
     from ._handle import TaskHandle
     from ._ports import OffloadPort
     from ._watchdog import LoopWatchdog
@@ -44,7 +47,7 @@ class Shutdown(Lifecycle):
     def _offload_instead(self, handle: TaskHandle[Any], reason: str) -> bool:
         raise NotImplementedError
 
-    async def aclose(self) -> None:
+    def aclose(self) -> Coroutine[Any, Any, None]:
         """Stop accepting tasks, wait up to ``drain_timeout`` for running ones, cancel the rest.
 
         Queued tasks run as slots free up, are dropped, or are spilled to the offload bridge
@@ -54,24 +57,42 @@ class Shutdown(Lifecycle):
         within a second of its cancellation is logged as ``background_task_abandoned``.
         Ends with one ``background_scheduler_closed`` event that counts each terminal state.
         """
+        return close_scheduler(self, CANCEL_GRACE_S)
+
+    # The steps of ``close_scheduler``, which does the waiting between them.
+
+    def _begin_close(self) -> bool:
         if self._phase in ("idle", "closed"):
             self._phase = "closed"
-            await self.offloader.aclose()
-            return
+            return False
         self._phase = "closing"
-        loop = asyncio.get_running_loop()
-        began = loop.time()
         if self.pending_at_shutdown == "drop":
             self._drop_queued("shutdown began (pending_at_shutdown='drop')")
         elif self.pending_at_shutdown == "spill":
             self._spill_queued()
-        await self._wait_all(began + self.drain_timeout)
+        return True
+
+    def _still_running(self, *, shielded_only: bool) -> set[asyncio.Future[Any]] | None:
+        """What is left to wait for; ``None``: tasks handed over by other threads, to start."""
+        if self._handed_over and not shielded_only:
+            return None
+        pending: set[asyncio.Future[Any]] = {
+            h._task for h in self._running if h._task and (h.shield or not shielded_only)
+        }
+        if not shielded_only:
+            pending |= self._callbacks
+        return pending
+
+    def _at_drain_deadline(self) -> bool:
+        """Drop what is queued, cancel what runs unshielded; tell whether shielded tasks run."""
         self._drop_queued("the shutdown's drain deadline passed before it could start")
         self._cancel_running("shutdown", keep_shielded=True)
-        if any(h.shield for h in self._running):  # until their own deadline
-            await self._wait_all(began + self.shield_timeout, shielded_only=True)
-            self._cancel_running("shutdown", keep_shielded=False)
-        await self._wait_all(loop.time() + CANCEL_GRACE_S)
+        return any(h.shield for h in self._running)
+
+    def _cancel_shielded(self) -> None:
+        self._cancel_running("shutdown", keep_shielded=False)
+
+    def _report_left(self) -> None:
         for handle in self._running:
             report_abandoned(handle)
         for callback in self._callbacks:
@@ -79,7 +100,8 @@ class Shutdown(Lifecycle):
         self._phase = "closed"
         if self.watchdog is not None:
             self.watchdog.stop()
-        await self.offloader.aclose()  # after the drain: it delivered or kept every hand-off
+
+    def _closed(self) -> None:
         log.logger.info(log.SCHEDULER_CLOSED, **self.counts())
 
     def _spill_queued(self) -> None:
@@ -106,21 +128,3 @@ class Shutdown(Lifecycle):
         if not keep_shielded or not any(h.shield for h in self._running):
             for callback in self._callbacks:
                 callback.cancel()
-
-    async def _wait_all(self, deadline: float, *, shielded_only: bool = False) -> None:
-        loop = asyncio.get_running_loop()
-        while True:  # async callbacks may add work while we wait: look again until none is left
-            pending = {
-                h._task for h in self._running if h._task and (h.shield or not shielded_only)
-            }
-            if not shielded_only:
-                pending |= self._callbacks
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return
-            if self._handed_over and not shielded_only:
-                await asyncio.sleep(0)  # let the tasks handed over by other threads start
-            elif pending:
-                await asyncio.wait(pending, timeout=remaining)
-            else:
-                return

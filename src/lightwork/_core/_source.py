@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextvars
-import functools
 import inspect
 import reprlib
 from types import CoroutineType
@@ -11,14 +10,15 @@ from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, overload
 
 from mypy_extensions import trait
 
-from ._definitions import facts_of, facts_of_coroutine, name_of
+from ._awaiting import add_when_room, await_task, run_in_thread, run_inline
+from ._definitions import facts_of, facts_of_coroutine
 from ._exceptions import BackgroundQueueFull
 from ._handle import TaskHandle, TaskOwner
 from ._lifecycle import observers
 from ._options import NO_OPTIONS, OPTION_CHECKS, UNSET, TaskOptions, _Unset
-from ._threads import run_in_worker_thread
 
 if TYPE_CHECKING:
+    import asyncio
     from collections.abc import Awaitable, Callable, Coroutine, Sequence
 
     import anyio
@@ -150,29 +150,31 @@ class TaskSource:
         raise TypeError(_not_a_task(target))
 
     @overload
-    async def add_task_wait(
+    def add_task_wait(
         self,
         coro: Coroutine[Any, Any, T],
         /,
         *,
         name: str | None = None,
-        timeout: float | _Unset | None = UNSET,  # noqa: ASYNC109 -- the task's, not ours
+        timeout: float | _Unset | None = UNSET,
         slow_threshold: float | _Unset | None = UNSET,
         block_threshold: float | _Unset | None = UNSET,
         on_complete: Callable[[T], object] | None = None,
         on_error: Callable[[BaseException], object] | None = None,
         run_if: RunIf | None = None,
         shield: bool | None = None,
-    ) -> TaskHandle[T]: ...
+    ) -> Coroutine[Any, Any, TaskHandle[T]]: ...
     @overload
-    async def add_task_wait(
+    def add_task_wait(
         self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
-    ) -> TaskHandle[T]: ...
+    ) -> Coroutine[Any, Any, TaskHandle[T]]: ...
     @overload
-    async def add_task_wait(
+    def add_task_wait(
         self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
-    ) -> TaskHandle[T]: ...
-    async def add_task_wait(self, target: Any, /, *args: Any, **kwargs: Any) -> TaskHandle[Any]:
+    ) -> Coroutine[Any, Any, TaskHandle[T]]: ...
+    def add_task_wait(
+        self, target: Any, /, *args: Any, **kwargs: Any
+    ) -> Coroutine[Any, Any, TaskHandle[Any]]:
         """Like ``add_task``, but first wait for room: a slot or a place in the queue.
 
         For back-pressure: a handler that adds work faster than it drains waits here instead
@@ -190,20 +192,33 @@ class TaskSource:
             await background.add_task_wait(send_receipt, order_id)
             ```
         """
+        return add_when_room(self, target, args, kwargs)
+
+    # The steps of ``add_when_room``, which does the waiting between them.
+
+    def _line_up(
+        self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[TaskHandle[Any], asyncio.Future[None] | None]:
+        """Add the task if there is room; else make it, and give the room to wait for."""
         admission = self._scheduler._admission
         if admission is None:
-            return self.add_task(target, *args, **kwargs)
+            return self.add_task(target, *args, **kwargs), None
         handle = self._new_task(target, args, kwargs)
         try:
-            await admission.wait_for_room(handle, held=self._held_tasks)
+            room = admission.line_up(handle, held=self._held_tasks)
         except BackgroundQueueFull as exc:
             self._scheduler._drop(handle, str(exc))
             raise
-        except BaseException:
-            self._scheduler._cancel(handle, "add_task_wait was cancelled while it waited")
-            raise
-        self._accept(handle)
-        return handle
+        if room is None:
+            self._accept(handle)
+        return handle, room
+
+    def _leave_line(self, handle: TaskHandle[Any], room: asyncio.Future[None]) -> None:
+        """The caller was cancelled while it waited: its task ends, cancelled, unstarted."""
+        admission = self._scheduler._admission
+        if admission is not None:
+            admission.leave_line(room)
+        self._scheduler._cancel(handle, "add_task_wait was cancelled while it waited")
 
     @property
     def _held_tasks(self) -> Sequence[TaskHandle[Any]] | None:
@@ -227,7 +242,10 @@ def _from_coroutine(
     _, definition, name = facts_of_coroutine(coro)
     handle = _new_handle(scheduler, coro, definition, name, kwargs)
     if scheduler.log_args and coro.cr_frame is not None:
-        handle._args = _args_repr.repr(dict(coro.cr_frame.f_locals))
+        # Any: on 3.13 f_locals is a FrameLocalsProxy, which compiled code typed by typeshed's
+        # ``dict`` would refuse.
+        frame: Any = coro.cr_frame
+        handle._args = _args_repr.repr(dict(frame.f_locals))
     return handle
 
 
@@ -238,11 +256,11 @@ def _from_callable(
     coro: Coroutine[Any, Any, Any]
     if is_async:
         awaitable = fn(*args, **kwargs)
-        coro = awaitable if inspect.iscoroutine(awaitable) else _await(fn, awaitable)
+        coro = awaitable if inspect.iscoroutine(awaitable) else await_task(fn, awaitable)
     elif definition is not None and definition.inline:
-        coro = _run_inline(fn, args, kwargs)
+        coro = run_inline(fn, args, kwargs)
     else:
-        coro = _run_in_thread(scheduler, fn, args, kwargs)
+        coro = run_in_thread(fn, args, kwargs, scheduler._thread_limiter)
     handle = _new_handle(scheduler, coro, definition, name)
     keeps_call = scheduler._keeps_call
     if keeps_call is not None and keeps_call(fn):  # to hand over at overflow or shutdown
@@ -333,27 +351,3 @@ def _not_a_task(target: object) -> str:
         f"add_task() needs a function or a coroutine object, not {target!r} "
         f"({type(target).__name__}): {hint}"
     )
-
-
-async def _await(fn: object, awaitable: Any) -> Any:
-    if not inspect.isawaitable(awaitable):
-        raise TypeError(f"{fn!r} is marked async but returned {awaitable!r}, not an awaitable")
-    return await awaitable
-
-
-async def _run_inline(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    return fn(*args, **kwargs)
-
-
-async def _run_in_thread(
-    scheduler: SourceOwner, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
-    call = functools.partial(fn, *args, **kwargs)
-    result = await run_in_worker_thread(call, scheduler._thread_limiter())
-    if inspect.iscoroutine(result):
-        result.close()
-        raise TypeError(
-            f"{name_of(fn)} is a sync function that returned a coroutine: pass an async "
-            "function (`async def`) or the coroutine object itself to add_task()"
-        )
-    return result
