@@ -11,6 +11,8 @@ import structlog
 import uvloop
 from structlog.testing import LogCapture
 
+import lightwork
+
 pytest_plugins = ["pytester"]
 
 LOOPS: Mapping[str, Callable[[], asyncio.AbstractEventLoop]] = {
@@ -36,7 +38,9 @@ def anyio_backend_options(request: pytest.FixtureRequest) -> dict[str, bool]:
 def logs() -> Iterator[list[MutableMapping[str, Any]]]:
     """Capture lightwork's structlog events, with the contextvars bound where they were logged."""
     capture = LogCapture()
-    structlog.configure(processors=[structlog.contextvars.merge_contextvars, capture])
+    structlog.configure(
+        processors=[structlog.contextvars.merge_contextvars, lightwork.add_task_fields, capture]
+    )
     try:
         yield capture.entries
     finally:

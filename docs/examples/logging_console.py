@@ -6,12 +6,15 @@ from typing import TextIO
 
 import structlog
 
+import lightwork
+
 
 def configure_console_logging(level: int = logging.DEBUG, file: TextIO = sys.stdout) -> None:
     """Print every structlog event as one aligned line; at DEBUG, completed tasks show too."""
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            lightwork.add_task_fields,  # inside a task: its name and id
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="%H:%M:%S.%f"),
             structlog.dev.ConsoleRenderer(colors=file.isatty()),

@@ -7,6 +7,8 @@ from typing import TextIO
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
+import lightwork
+
 
 class Shipper:
     """A processor that sends each event to a log collector, and raises when it is down."""
@@ -31,6 +33,7 @@ def configure_logging(file: TextIO = sys.stderr) -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            lightwork.add_task_fields,
             structlog.processors.add_log_level,
             shipper,
             structlog.processors.JSONRenderer(),

@@ -7,6 +7,8 @@ from typing import TextIO
 import structlog
 from structlog.tracebacks import ExceptionDictTransformer
 
+import lightwork
+
 
 def configure_json_logging(level: int = logging.INFO, file: TextIO = sys.stdout) -> None:
     """Render every structlog event, lightwork's included, as one JSON object per line.
@@ -17,6 +19,7 @@ def configure_json_logging(level: int = logging.INFO, file: TextIO = sys.stdout)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,  # e.g. a request_id bound per request
+            lightwork.add_task_fields,  # inside a task: its name and id
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             # A failed task's traceback as JSON, without the frames' local variables: they

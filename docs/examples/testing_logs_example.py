@@ -5,14 +5,16 @@ from request_ids import app
 from starlette.testclient import TestClient
 from structlog.testing import capture_logs
 
+import lightwork
 from lightwork import TaskState
 from lightwork.testing import TaskRecorder
 
 
 def test_the_confirmation_is_logged_with_the_request_id(lightwork_tasks: TaskRecorder) -> None:
-    """Capture events with merge_contextvars, which adds what was bound: request_id, task..."""
+    """Capture events with the request's context (request_id...) and the task's (task...)."""
+    processors = [structlog.contextvars.merge_contextvars, lightwork.add_task_fields]
     with (
-        capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs,
+        capture_logs(processors=processors) as logs,
         TestClient(app) as client,
     ):
         client.post("/orders/42", headers={"X-Request-ID": "ticket-1234"})

@@ -26,6 +26,7 @@ from ._core._exceptions import (
     TaskTimeoutError,
 )
 from ._core._handle import TaskHandle, TaskState
+from ._core._logging import add_task_fields
 from ._core._shutdown import PendingAtShutdown
 from ._core._types import RunIf, StartPolicy
 from ._offload._backend import JobSnapshot, JobStatus
@@ -88,6 +89,7 @@ __all__ = [
     "TaskTimeoutError",
     "UnsupportedCapabilityError",
     "__version__",
+    "add_task_fields",
     "compiled",
     "current_job_id",
     "get_background",

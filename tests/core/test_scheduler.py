@@ -308,6 +308,47 @@ async def test_log_events_carry_the_context_of_the_code_that_added_the_task(
     assert failed["request_id"] == "abc"
 
 
+async def test_add_task_fields_names_the_task_that_logs_and_no_other(
+    scheduler: Scheduler, logs: Logs
+) -> None:
+    import structlog  # noqa: PLC0415
+
+    log = structlog.get_logger("app")
+
+    async def on_the_loop() -> None:
+        log.info("from_the_loop")
+        await asyncio.sleep(0)
+        log.info("after_a_wait", task="mine")  # the event's own field wins
+        await asyncio.create_task(child())
+
+    async def child() -> None:  # a plain asyncio task of its own, not lightwork's
+        log.info("from_a_child")
+
+    def in_a_thread() -> None:
+        log.info("from_a_thread")
+
+    log.info("outside")
+    first = scheduler.add_task(on_the_loop(), name="loop-task")
+    second = scheduler.add_task(in_a_thread)
+    await first
+    await second
+    logged = {e["event"]: (e.get("task"), e.get("task_id")) for e in logs}
+    assert logged["outside"] == (None, None)
+    assert logged["from_the_loop"] == ("loop-task", first.id)
+    assert logged["after_a_wait"] == ("mine", first.id)
+    assert logged["from_a_child"] == (None, None)
+    assert logged["from_a_thread"] == ("in_a_thread", second.id)
+
+
+async def test_a_task_binds_nothing_in_its_context(scheduler: Scheduler) -> None:
+    """Nothing per task for the collector: the task's context is the caller's, unchanged."""
+
+    async def bound() -> list[str]:
+        return [var.name for var in contextvars.copy_context()]
+
+    assert await scheduler.add_task(bound) == [var.name for var in contextvars.copy_context()]
+
+
 async def test_sync_callables_run_in_lightworks_own_bounded_threads(logs: Logs) -> None:
     lock = threading.Lock()
     running = peak = 0

@@ -1,4 +1,4 @@
-"""The core's coroutines: every ``await`` of the compiled modules happens here, interpreted.
+"""The core's coroutines: the compiled modules' ``await`` happen here (and in ``_threads``).
 
 A coroutine compiled by mypyc forwards an exception thrown into it (a cancellation) to what
 it awaits with ``throw(type, value, traceback)``, the form Python 3.12 deprecates, so each
@@ -10,17 +10,11 @@ here do the waiting. Whatever is compiled or not, this module stays plain Python
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from ._definitions import name_of
-from ._threads import run_in_worker_thread
-
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
-
-    import anyio
 
 T = TypeVar("T")
 H = TypeVar("H")
@@ -37,23 +31,6 @@ async def await_task(fn: object, awaitable: Any) -> Any:
 async def run_inline(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Run an ``inline=True`` sync function on the event loop, as a task's coroutine."""
     return fn(*args, **kwargs)
-
-
-async def run_in_thread(
-    fn: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    limiter: Callable[[], anyio.CapacityLimiter],
-) -> Any:
-    """Run a sync function in a worker thread, as a task's coroutine."""
-    result = await run_in_worker_thread(functools.partial(fn, *args, **kwargs), limiter())
-    if inspect.iscoroutine(result):
-        result.close()
-        raise TypeError(
-            f"{name_of(fn)} is a sync function that returned a coroutine: pass an async "
-            "function (`async def`) or the coroutine object itself to add_task()"
-        )
-    return result
 
 
 async def outcome(ended: asyncio.Future[None] | None, result: Callable[[], T]) -> T:

@@ -18,7 +18,6 @@ from . import _monitor
 from ._awaiting import await_callback
 from ._exceptions import TaskCancelledError, TaskDroppedError, TaskError, TaskTimeoutError
 from ._handle import COMPLETED, HOLDS_SLOT, PENDING, SLOW_LOGGED, TaskHandle, TaskOwner, TaskState
-from ._logging import TASK_ID_VAR, TASK_VAR
 from ._reporting import (
     report_blocking,
     report_callback_cancelled,
@@ -73,14 +72,8 @@ class Lifecycle(TaskOwner):
         raise NotImplementedError
 
     def _on_first_step(self, handle: TaskHandle[Any], now: float) -> None:
-        """Start the clock.
-
-        Runs inside the task's context, where it binds ``task`` and ``task_id`` for the
-        task's own log events.
-        """
+        """Start the clock."""
         handle._started_at = now
-        TASK_VAR.set(handle.name)
-        TASK_ID_VAR.set(handle.id)
         self._stats.started(handle.name)
         if observers:
             for observer in tuple(observers):  # one may remove itself as it is told

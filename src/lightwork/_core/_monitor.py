@@ -13,16 +13,19 @@ same without a cost per step, for steps past a threshold only.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import threading
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine, Generator
+    from collections.abc import Callable, Coroutine, Generator
     from types import TracebackType
 
     from ._handle import TaskHandle
+
+T = TypeVar("T")
 
 stepping: TaskHandle[Any] | None = None
 """The task whose step runs on the event loop right now, read by the loop watchdog: set by
@@ -38,6 +41,33 @@ the GIL a collection holds, may only look once it has ended."""
 _loop_thread = threading.local()
 """Marks the threads that run an event loop (``counts``): a collection in another thread
 pauses no task's step. Thread-local, not a set of thread ids, which new threads reuse."""
+_worker_thread = threading.local()
+"""The task whose sync function a worker thread runs (``handle``), for ``running_handle``."""
+
+
+def running_handle() -> TaskHandle[Any] | None:
+    """Return the lightwork task running here: the loop's current task, or a sync task's thread.
+
+    Found from the task's driver, when asked: nothing is bound per task or per step for it.
+    """
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no event loop in this thread
+        handle: TaskHandle[Any] | None = getattr(_worker_thread, "handle", None)
+        return handle
+    if task is None:
+        return None
+    driver = task.get_coro()
+    return driver._handle if isinstance(driver, TrackedCoroutine) else None
+
+
+def call_as(handle: TaskHandle[Any] | None, call: Callable[[], T]) -> T:
+    """Call *call* in a worker thread as *handle*'s sync function, for ``running_handle``."""
+    _worker_thread.handle = handle
+    try:
+        return call()
+    finally:
+        _worker_thread.handle = None
 
 
 def _on_gc(phase: str, info: dict[str, int]) -> None:

@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, overload
 
 from mypy_extensions import trait
 
-from ._awaiting import add_when_room, await_task, run_in_thread, run_inline
+from ._awaiting import add_when_room, await_task, run_inline
 from ._definitions import facts_of, facts_of_coroutine
 from ._exceptions import BackgroundQueueFull
 from ._handle import TaskHandle, TaskOwner
 from ._lifecycle import observers
 from ._options import NO_OPTIONS, OPTION_CHECKS, UNSET, TaskOptions, _Unset
+from ._threads import run_in_thread
 
 if TYPE_CHECKING:
     import asyncio

@@ -9,13 +9,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Final, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar
 
 import anyio
 import anyio.to_thread
+
+from ._definitions import name_of
+from ._monitor import call_as, running_handle
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -25,6 +29,24 @@ T = TypeVar("T")
 
 _UNLIMITED: Final = anyio.CapacityLimiter(math.inf)
 """What ``run_sync`` borrows from, as it must borrow from one: the real limit is the slot."""
+
+
+async def run_in_thread(
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    limiter: Callable[[], anyio.CapacityLimiter],
+) -> Any:
+    """Run a sync function in a worker thread, as a task's coroutine (``add_task(fn)``)."""
+    call = functools.partial(call_as, running_handle(), functools.partial(fn, *args, **kwargs))
+    result = await run_in_worker_thread(call, limiter())
+    if inspect.iscoroutine(result):
+        result.close()
+        raise TypeError(
+            f"{name_of(fn)} is a sync function that returned a coroutine: pass an async "
+            "function (`async def`) or the coroutine object itself to add_task()"
+        )
+    return result
 
 
 async def run_in_worker_thread(fn: Callable[[], T], limiter: anyio.CapacityLimiter) -> T:
