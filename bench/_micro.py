@@ -48,6 +48,8 @@ class MemoryResult:
     """Growth of the memory tracemalloc traces, per task."""
     rss_bytes_per_task: float | None
     """Growth of the resident set, per task: a cross-check, coarse by pages and arenas."""
+    tracked_per_task: float | None = None
+    """Objects more that the garbage collector tracks, per task (``gc.get_objects()``)."""
     skipped: str | None = None
 
 
@@ -138,10 +140,12 @@ def run_memory(
             label = BY_KEY[key].label
             answer = run_worker({"part": "memory", "contender": key, "loop": loop, "n": n})
             if "skipped" in answer:
-                results.append(MemoryResult(key, label, loop, None, None, answer["skipped"]))
+                skipped = answer["skipped"]
+                results.append(MemoryResult(key, label, loop, None, None, skipped=skipped))
             else:
                 traced, rss = answer["bytes_per_task"], answer.get("rss_bytes_per_task")
-                results.append(MemoryResult(key, label, loop, traced, rss))
+                tracked = answer.get("tracked_per_task")
+                results.append(MemoryResult(key, label, loop, traced, rss, tracked))
             print(".", end="", flush=True)
         print()
     return results

@@ -77,7 +77,7 @@ def micro_table(micro: Sequence[MicroResult]) -> Table:
 
 
 def memory_table(memory: Sequence[MemoryResult]) -> Table:
-    """Contenders down, loops across: bytes per parked task, traced and by RSS."""
+    """Contenders down, loops across: bytes per parked task, traced and by RSS; tracked objects."""
     loops = list(dict.fromkeys(r.loop for r in memory))
     cells = {(r.contender, r.loop): r for r in memory}
     rows = []
@@ -86,14 +86,20 @@ def memory_table(memory: Sequence[MemoryResult]) -> Table:
         for loop in loops:
             result = cells.get((contender, loop))
             if result is None or result.bytes_per_task is None:
-                row.extend(["skipped", ""])
+                row.extend(["skipped", "", ""])
                 continue
-            rss = result.rss_bytes_per_task
-            row.extend([f"{result.bytes_per_task:,.0f}", "n/a" if rss is None else f"{rss:,.0f}"])
+            rss, tracked = result.rss_bytes_per_task, result.tracked_per_task
+            row.extend(
+                [
+                    f"{result.bytes_per_task:,.0f}",
+                    "n/a" if rss is None else f"{rss:,.0f}",
+                    "n/a" if tracked is None else f"{tracked:.1f}",
+                ]
+            )
         rows.append(row)
     header = ["contender"]
     for loop in loops:
-        header.extend([f"{loop} B/task", f"{loop} RSS B/task"])
+        header.extend([f"{loop} B/task", f"{loop} RSS B/task", f"{loop} GC objects/task"])
     return Table(header, rows)
 
 

@@ -99,7 +99,7 @@ def _rss_bytes() -> int | None:
 
 
 async def memory(contender: Contender, n: int) -> dict[str, Any]:
-    """Measure bytes per parked task: by RSS growth first, then by tracemalloc."""
+    """Measure bytes per parked task (by RSS growth, then by tracemalloc) and tracked objects."""
     result: dict[str, Any] = {}
 
     async def measured_round(round_: Round, count: int, measure: Hook) -> None:
@@ -116,11 +116,14 @@ async def memory(contender: Contender, n: int) -> dict[str, Any]:
         await measured_round(round_, WARM_UP_TASKS, _nothing)
         gc.collect()
         rss_before = _rss_bytes()
+        tracked_before = len(gc.get_objects())
 
         async def by_rss() -> None:
             rss_after = _rss_bytes()
             if rss_before is not None and rss_after is not None:
                 result["rss_bytes_per_task"] = (rss_after - rss_before) / n
+            # What the collector walks for each parked task: after the RSS, as the list grows it.
+            result["tracked_per_task"] = (len(gc.get_objects()) - tracked_before) / n
 
         await measured_round(round_, n, by_rss)
         gc.collect()
