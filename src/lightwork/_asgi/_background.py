@@ -10,6 +10,7 @@ from ._exceptions import BackgroundNotInstalledError
 
 if TYPE_CHECKING:
     from starlette.requests import HTTPConnection
+    from starlette.types import Scope
 
     from .._core._types import RunIf
     from .._offload._scheduler import Scheduler
@@ -113,6 +114,23 @@ class Background(OffloadingSource):
         if not complete:
             return f"the response was cut off before its end (run_if={run_if!r})"
         return None
+
+
+def open_request(scope: Scope, scheduler: Scheduler, run_if: RunIf, released: bool) -> Background:
+    """Make a request's ``Background`` and put it where its handlers find it.
+
+    At ``scope["lightwork.background"]`` and in the request's state, which the ASGI spec has
+    servers copy from the lifespan state for each request: no copy here.
+    """
+    route = f"{scope.get('method', 'WEBSOCKET')} {scope['path']}"
+    background = Background(scheduler, run_if, route, released=released)
+    scope[SCOPE_KEY] = background
+    state = scope.get("state")
+    if state is None:
+        scope["state"] = {"background": background}
+    else:
+        state["background"] = background
+    return background
 
 
 def get_background(connection: HTTPConnection) -> Background:

@@ -9,8 +9,9 @@ from .._core import _watchdog
 from .._core._options import check_run_if
 from .._core._types import RunIf, StartPolicy
 from .._offload._scheduler import Scheduler
-from ._background import SCOPE_KEY, Background
+from ._background import open_request
 from ._context import bind_request_context, unbind_request_context
+from ._response import ResponseWatch
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -109,45 +110,20 @@ class BackgroundMiddleware:
         tokens = bind_request_context(scope) if self.request_context else None
         # Websockets have no response to wait for: their tasks start at once.
         released = kind == "websocket" or self.start == "immediately"
-        route = f"{scope.get('method', 'WEBSOCKET')} {scope['path']}"
-        background = Background(self.scheduler, self.run_if, route, released=released)
-        scope[SCOPE_KEY] = background
-        # The ASGI spec has servers give each request a copy of the lifespan state: no copy here.
-        state = scope.get("state")
-        if state is None:
-            scope["state"] = {"background": background}
-        else:
-            state["background"] = background
+        background = open_request(scope, self.scheduler, self.run_if, released)
         watched = asyncio.current_task() if _watchdog.watching else None
         if watched is not None:
-            _watchdog.requests[watched] = route  # so that a stuck loop is blamed on it
-        status: int | None = None
-        complete = False
-
-        async def send_then_release(message: Message) -> None:
-            nonlocal status, complete
-            kind = message["type"]
-            if kind == "http.response.start":
-                status = message["status"]
-            await send(message)
-            if (
-                kind == "http.response.body" and not message.get("more_body", False)
-            ) or kind == "http.response.pathsend":
-                complete = True
-                # A 5xx may be an exception on its way out (a mounted app's error middleware
-                # answers, then raises it again): decided when the app returns or raises.
-                if (status or 500) < 500:
-                    background._release(status, None, complete=True)
-
+            _watchdog.requests[watched] = background._route  # so that a stuck loop is blamed on it
+        response = None if released else ResponseWatch(send, background)
         try:
-            await self.app(scope, receive, send if released else send_then_release)
+            await self.app(scope, receive, send if response is None else response)
         except BaseException as exc:
-            if not background._released:
-                background._release(status, exc, complete=complete)
+            if response is not None:
+                response.request_ended(exc)
             raise
         else:
-            if not background._released:  # a 5xx, or a response cut off or never sent
-                background._release(status, None, complete=complete)
+            if response is not None:
+                response.request_ended(None)
         finally:
             if watched is not None:
                 _watchdog.requests.pop(watched, None)

@@ -54,6 +54,13 @@ async def await_callback(
         failed(exc)
 
 
+async def then(awaitable: Awaitable[T], done: Callable[[], object]) -> T:
+    """Await *awaitable*, then call *done*: not if it raised."""
+    result = await awaitable
+    done()
+    return result
+
+
 class WaitsForRoom(Protocol[H]):
     """A source of tasks whose ``add_task_wait`` waits for room (``TaskSource``)."""
 

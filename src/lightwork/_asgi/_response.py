@@ -1,0 +1,54 @@
+"""``ResponseWatch``: the ``send`` an app gets when its request's tasks wait for the response."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, final
+
+from .._core._awaiting import then
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
+    from starlette.types import Message, Send
+
+    from ._background import Background
+
+
+@final
+class ResponseWatch:
+    """Pass each message on to the server, and release the request's tasks once it is sent.
+
+    A plain callable, not a coroutine: every message but the last goes straight to the
+    server's ``send``, so the app awaits the server's coroutine itself; only the last one is
+    awaited here, to release the tasks after it.
+    """
+
+    __slots__ = ("_background", "_send", "complete", "status")
+
+    def __init__(self, send: Send, background: Background) -> None:
+        self._send = send
+        self._background = background
+        self.status: int | None = None
+        self.complete = False
+
+    def __call__(self, message: Message) -> Awaitable[None]:
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.status = message["status"]
+        elif (
+            kind == "http.response.body" and not message.get("more_body", False)
+        ) or kind == "http.response.pathsend":
+            return then(self._send(message), self._sent)
+        return self._send(message)
+
+    def _sent(self) -> None:
+        self.complete = True
+        # A 5xx may be an exception on its way out (a mounted app's error middleware answers,
+        # then raises it again): decided when the app returns or raises.
+        if (self.status or 500) < 500:
+            self._background._release(self.status, None, complete=True)
+
+    def request_ended(self, error: BaseException | None) -> None:
+        """The app returned or raised: release what the response did not (a 5xx, a cut-off)."""
+        if not self._background._released:
+            self._background._release(self.status, error, complete=self.complete)
