@@ -24,13 +24,16 @@ import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import lightwork
 
 from ._contenders import BY_KEY, waves
 from ._runtime import configure_logging, run_on
 from ._worker import WORKLOADS, _nothing
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 WARM_UP_TASKS: Final = 2_000
 WAVE: Final = 20
@@ -60,8 +63,8 @@ async def _spawn(contender: str, workload: str, n: int) -> None:
             await round_(waves(n, WAVE), fn, _nothing)
 
 
-def _instructions(contender: str, workload: str, n: int, *, pure: bool) -> int:
-    """Run one child under callgrind; return the instructions its main thread executed.
+def count_instructions(module: str, child: Sequence[str], *, pure: bool) -> int:
+    """Run ``python -m <module> --child <child...>`` under callgrind; return its instructions.
 
     Only the thread that runs the event loop: the watchdog's thread costs time per second,
     not per task (``python -m bench.watchdog`` measures it).
@@ -70,7 +73,7 @@ def _instructions(contender: str, workload: str, n: int, *, pure: bool) -> int:
         command = [
             "valgrind", "--tool=callgrind", "--separate-threads=yes",
             f"--callgrind-out-file={out}/callgrind.out",
-            sys.executable, "-m", "bench.instructions", "--child", contender, workload, str(n),
+            sys.executable, "-m", module, "--child", *child,
         ]  # fmt: skip
         environment = {**os.environ, "BENCH_CLOCK_STRETCH": str(CLOCK_STRETCH)}
         environment.pop("LIGHTWORK_NO_EXTENSIONS", None)
@@ -79,8 +82,12 @@ def _instructions(contender: str, workload: str, n: int, *, pure: bool) -> int:
         subprocess.run(command, capture_output=True, check=True, timeout=1800, env=environment)
         found = _TOTALS.search(Path(out, "callgrind.out-01").read_text())
     if found is None:
-        raise RuntimeError(f"callgrind reported no count for {contender}/{workload}")
+        raise RuntimeError(f"callgrind reported no count for {module} {' '.join(child)}")
     return int(found.group(1))
+
+
+def _instructions(contender: str, workload: str, n: int, *, pure: bool) -> int:
+    return count_instructions("bench.instructions", [contender, workload, str(n)], pure=pure)
 
 
 def _per_task(contender: str, workload: str, n: int, pure: bool) -> float:
