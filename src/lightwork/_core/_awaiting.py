@@ -1,4 +1,4 @@
-"""The core's coroutines: the compiled modules' ``await`` happen here (and in ``_threads``).
+"""The core's coroutines: what the compiled modules await is awaited here (or in ``_threads``).
 
 A coroutine compiled by mypyc forwards an exception thrown into it (a cancellation) to what
 it awaits with ``throw(type, value, traceback)``, the form Python 3.12 deprecates, so each
