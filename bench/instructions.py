@@ -63,7 +63,17 @@ async def _spawn(contender: str, workload: str, n: int) -> None:
             await round_(waves(n, WAVE), fn, _nothing)
 
 
-def count_instructions(module: str, child: Sequence[str], *, pure: bool) -> int:
+def instructions_per(module: str, child: Sequence[str], n: int, *, pure: bool) -> float:
+    """Return the instructions per unit (task, request) of ``python -m <module> --child``.
+
+    The child runs twice, with *child* and ``0``, then with *child* and *n* as its last
+    arguments: a warm-up only, and N more units after it; the difference over N is the figure.
+    """
+    with_n = _count_instructions(module, [*child, str(n)], pure=pure)
+    return (with_n - _count_instructions(module, [*child, "0"], pure=pure)) / n
+
+
+def _count_instructions(module: str, child: Sequence[str], *, pure: bool) -> int:
     """Run ``python -m <module> --child <child...>`` under callgrind; return its instructions.
 
     Only the thread that runs the event loop: the watchdog's thread costs time per second,
@@ -86,13 +96,8 @@ def count_instructions(module: str, child: Sequence[str], *, pure: bool) -> int:
     return int(found.group(1))
 
 
-def _instructions(contender: str, workload: str, n: int, *, pure: bool) -> int:
-    return count_instructions("bench.instructions", [contender, workload, str(n)], pure=pure)
-
-
 def _per_task(contender: str, workload: str, n: int, pure: bool) -> float:
-    counted = _instructions(contender, workload, n, pure=pure)
-    return (counted - _instructions(contender, workload, 0, pure=pure)) / n
+    return instructions_per("bench.instructions", [contender, workload], n, pure=pure)
 
 
 def main() -> None:

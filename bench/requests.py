@@ -1,6 +1,6 @@
 """Instructions per request, counted by callgrind: what ``BackgroundMiddleware`` adds.
 
-Run ``python -m bench.requests`` (valgrind needed; about two minutes). A plain Starlette
+Run ``python -m bench.requests`` (valgrind needed; about a minute). A plain Starlette
 endpoint is called in-process, through ASGI alone (no server, no socket, no client), without
 the middleware, with it, and with it but ``request_context=False``; each app runs twice under
 callgrind, with a warm-up only and with N more requests, and the difference over N is its
@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 import lightwork
 
-from .instructions import count_instructions
+from .instructions import instructions_per
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -83,8 +83,7 @@ async def _child(key: str, n: int) -> None:
 
 
 def _per_request(key: str, n: int, pure: bool) -> float:
-    counted = count_instructions("bench.requests", [key, str(n)], pure=pure)
-    return (counted - count_instructions("bench.requests", [key, "0"], pure=pure)) / n
+    return instructions_per("bench.requests", [key], n, pure=pure)
 
 
 def main() -> None:
@@ -112,7 +111,7 @@ def main() -> None:
         label = APPS[key][0] + (
             "" if key == "plain" else " (pure Python)" if pure else " (compiled)"
         )
-        print(f"{label:<66}{counts[key, pure]:>9,.0f}  {plain / counts[key, pure]:4.2f}x")
+        print(f"{label:<46}{counts[key, pure]:>9,.0f}  {plain / counts[key, pure]:4.2f}x")
 
 
 if __name__ == "__main__":
