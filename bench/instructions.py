@@ -85,7 +85,12 @@ def _count_instructions(module: str, child: Sequence[str], *, pure: bool) -> int
             f"--callgrind-out-file={out}/callgrind.out",
             sys.executable, "-m", module, "--child", *child,
         ]  # fmt: skip
-        environment = {**os.environ, "BENCH_CLOCK_STRETCH": str(CLOCK_STRETCH)}
+        # A fixed hash seed: string hashes decide dict and set layouts, and so the count.
+        environment = {
+            **os.environ,
+            "BENCH_CLOCK_STRETCH": str(CLOCK_STRETCH),
+            "PYTHONHASHSEED": "0",
+        }
         environment.pop("LIGHTWORK_NO_EXTENSIONS", None)
         if pure:
             environment["LIGHTWORK_NO_EXTENSIONS"] = "1"
