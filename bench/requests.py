@@ -30,11 +30,12 @@ from .instructions import instructions_per
 
 if TYPE_CHECKING:
     from starlette.requests import Request
-    from starlette.types import ASGIApp, Message
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 WARM_UP_REQUESTS: Final = 200
 APPS: Final[dict[str, tuple[str, list[dict[str, Any]]]]] = {
     "plain": ("plain endpoint", []),
+    "empty": ("plain + an empty ASGI middleware", []),
     "middleware": ("plain + BackgroundMiddleware", [{}]),
     "no_context": ("... with request_context=False", [{"request_context": False}]),
 }
@@ -59,9 +60,21 @@ async def _plain(request: Request) -> PlainTextResponse:
     return PlainTextResponse("ok")
 
 
+class _EmptyMiddleware:
+    """The least a pure ASGI middleware costs: one more coroutine call per request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
 def _app(key: str) -> ASGIApp:
     _, middleware = APPS[key]
     stack = [Middleware(lightwork.BackgroundMiddleware, **options) for options in middleware]
+    if key == "empty":
+        stack = [Middleware(_EmptyMiddleware)]
     return Starlette(routes=[Route("/", _plain)], middleware=stack)
 
 
@@ -100,7 +113,9 @@ def main() -> None:
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed: apt-get install -y valgrind")
     cores = [False, True] if lightwork.compiled else [True]
-    cells = [("plain", False)] + [(key, pure) for key in APPS if key != "plain" for pure in cores]
+    cells = [("plain", False), ("empty", False)] + [
+        (key, pure) for key in APPS if key not in ("plain", "empty") for pure in cores
+    ]
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         counts = dict(
             zip(cells, pool.map(lambda c: _per_request(c[0], args.n, c[1]), cells), strict=True)
@@ -109,7 +124,7 @@ def main() -> None:
     print(f"instructions per request, callgrind, in-process ASGI, uvloop, {args.n:,} requests")
     for key, pure in cells:
         label = APPS[key][0] + (
-            "" if key == "plain" else " (pure Python)" if pure else " (compiled)"
+            "" if key in ("plain", "empty") else " (pure Python)" if pure else " (compiled)"
         )
         print(f"{label:<46}{counts[key, pure]:>9,.0f}  {plain / counts[key, pure]:4.2f}x")
 
