@@ -55,8 +55,8 @@ def since_start(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
 # their own lines to show when they finish.
 structlog.configure(
     processors=[
-        structlog.contextvars.merge_contextvars,  # the request id, in its tasks too
-        lightwork.add_task_fields,  # inside a task: its name and id
+        structlog.contextvars.merge_contextvars,  # what you bind yourself
+        lightwork.add_log_fields,  # the request's id, in its tasks too; a task's name and id
         structlog.processors.add_log_level,
         since_start,
         structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty()),

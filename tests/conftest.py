@@ -39,7 +39,7 @@ def logs() -> Iterator[list[MutableMapping[str, Any]]]:
     """Capture lightwork's structlog events, with the contextvars bound where they were logged."""
     capture = LogCapture()
     structlog.configure(
-        processors=[structlog.contextvars.merge_contextvars, lightwork.add_task_fields, capture]
+        processors=[structlog.contextvars.merge_contextvars, lightwork.add_log_fields, capture]
     )
     try:
         yield capture.entries

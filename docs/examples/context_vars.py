@@ -22,8 +22,8 @@ async def send_invoice(order_id: int) -> None:
     """Runs after the response, yet still sees its own request's tenant."""
     await asyncio.sleep(0.01)
     invoices.append((tenant.get(), f"order-{order_id}"))
-    # With merge_contextvars, this event carries request_id, method and path; with
-    # lightwork.add_task_fields, task and task_id.
+    # With the lightwork.add_log_fields processor, this event carries request_id, method
+    # and path, and task and task_id.
     log.info("invoice_sent", order_id=order_id)
 
 

@@ -14,7 +14,7 @@ def configure_console_logging(level: int = logging.DEBUG, file: TextIO = sys.std
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
-            lightwork.add_task_fields,  # inside a task: its name and id
+            lightwork.add_log_fields,  # request_id, method, path; in a task, its name and id
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="%H:%M:%S.%f"),
             structlog.dev.ConsoleRenderer(colors=file.isatty()),

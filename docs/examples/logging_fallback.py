@@ -33,7 +33,7 @@ def configure_logging(file: TextIO = sys.stderr) -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
-            lightwork.add_task_fields,
+            lightwork.add_log_fields,
             structlog.processors.add_log_level,
             shipper,
             structlog.processors.JSONRenderer(),

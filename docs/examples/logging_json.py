@@ -18,8 +18,8 @@ def configure_json_logging(level: int = logging.INFO, file: TextIO = sys.stdout)
     """
     structlog.configure(
         processors=[
-            structlog.contextvars.merge_contextvars,  # e.g. a request_id bound per request
-            lightwork.add_task_fields,  # inside a task: its name and id
+            structlog.contextvars.merge_contextvars,  # what you bind yourself
+            lightwork.add_log_fields,  # request_id, method, path; in a task, its name and id
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             # A failed task's traceback as JSON, without the frames' local variables: they

@@ -25,11 +25,11 @@ async def place_order(request: Request) -> JSONResponse:
     order_id = int(request.path_params["order_id"])
     log.info("order_placed", order_id=order_id)  # carries request_id, method and path
     handle = lightwork.get_background(request).add_task(send_confirmation, order_id)
-    request_id = structlog.contextvars.get_contextvars()["request_id"]
+    request_id = lightwork.current_request_id()  # None with request_context=False
     return JSONResponse(
         {"order_id": order_id, "task_route": handle.route},
         status_code=201,
-        headers={"X-Request-ID": request_id},
+        headers={} if request_id is None else {"X-Request-ID": request_id},
     )
 
 

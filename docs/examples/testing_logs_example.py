@@ -12,7 +12,7 @@ from lightwork.testing import TaskRecorder
 
 def test_the_confirmation_is_logged_with_the_request_id(lightwork_tasks: TaskRecorder) -> None:
     """Capture events with the request's context (request_id...) and the task's (task...)."""
-    processors = [structlog.contextvars.merge_contextvars, lightwork.add_task_fields]
+    processors = [structlog.contextvars.merge_contextvars, lightwork.add_log_fields]
     with (
         capture_logs(processors=processors) as logs,
         TestClient(app) as client,

@@ -11,6 +11,7 @@ from . import _extensions
 
 # isort: split
 from ._asgi._background import Background, get_background
+from ._asgi._context import add_log_fields, current_request_id
 from ._asgi._endpoints import queue_full_response, with_background
 from ._asgi._exceptions import BackgroundNotInstalledError
 from ._asgi._middleware import BackgroundMiddleware
@@ -26,7 +27,6 @@ from ._core._exceptions import (
     TaskTimeoutError,
 )
 from ._core._handle import TaskHandle, TaskState
-from ._core._logging import add_task_fields
 from ._core._shutdown import PendingAtShutdown
 from ._core._types import RunIf, StartPolicy
 from ._offload._backend import JobSnapshot, JobStatus
@@ -89,9 +89,10 @@ __all__ = [
     "TaskTimeoutError",
     "UnsupportedCapabilityError",
     "__version__",
-    "add_task_fields",
+    "add_log_fields",
     "compiled",
     "current_job_id",
+    "current_request_id",
     "get_background",
     "offloadable",
     "queue_full_response",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import re
 import threading
 import weakref
 from collections.abc import AsyncIterator, MutableMapping
@@ -474,6 +475,44 @@ def test_tasks_log_with_their_requests_context_and_their_own_name(
         assert audit["task_id"] in {h.id for h in lightwork_tasks.tasks}
     assert {h.route for h in lightwork_tasks.tasks} == {"POST /users/ada"}
     assert "task" not in handled[0]  # the request itself is not a task
+
+
+def test_a_request_has_one_id_for_its_tasks_though_made_only_when_one_logs(
+    logs: Logs, lightwork_tasks: TaskRecorder
+) -> None:
+    import structlog  # noqa: PLC0415
+
+    asked: list[str] = []
+
+    async def reads() -> None:
+        asked.append(str(lightwork.current_request_id()))
+
+    def logs_from_a_thread() -> None:
+        structlog.get_logger("app").info("from_thread")
+
+    async def logs_on_the_loop() -> None:
+        await asyncio.sleep(0.01)
+        structlog.get_logger("app").info("on_loop")
+
+    async def endpoint(request: Request) -> Response:  # logs nothing itself
+        background = lightwork.get_background(request)
+        background.add_task(logs_from_a_thread)
+        background.add_task(logs_on_the_loop)
+        background.add_task(reads)
+        return PlainTextResponse("ok")
+
+    with TestClient(make_app(Route("/", endpoint))) as client:
+        client.get("/")
+        client.get("/")
+        lightwork_tasks.wait()
+    assert lightwork.current_request_id() is None  # outside requests
+    threads, loops = events(logs, "from_thread"), events(logs, "on_loop")
+    ids = [(t["request_id"], o["request_id"]) for t, o in zip(threads, loops, strict=True)]
+    assert [a for a, b in ids if a == b] == [a for a, _ in ids]  # one id per request
+    assert sorted(asked) == sorted(a for a, _ in ids)  # current_request_id() agrees
+    assert len(set(asked)) == 2  # and each request has its own
+    assert all(re.fullmatch(r"[0-9a-f]{16}", str(a)) for a in asked)
+    assert {t["task"] for t in threads} == {"logs_from_a_thread"}
 
 
 @pytest.mark.parametrize("binder", ["outer BackgroundMiddleware", "app's own middleware"])

@@ -308,7 +308,7 @@ async def test_log_events_carry_the_context_of_the_code_that_added_the_task(
     assert failed["request_id"] == "abc"
 
 
-async def test_add_task_fields_names_the_task_that_logs_and_no_other(
+async def test_add_log_fields_names_the_task_that_logs_and_no_other(
     scheduler: Scheduler, logs: Logs
 ) -> None:
     import structlog  # noqa: PLC0415

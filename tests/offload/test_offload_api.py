@@ -24,6 +24,7 @@ from starlette.testclient import TestClient
 
 import lightwork
 from lightwork import Job, JobStatus, Offloader, Scheduler
+from lightwork._asgi._context import RequestInfo
 from lightwork.backends import Capabilities, LocalBackend, MemoryBackend
 from tests import offload_jobs as jobs
 from tests.support import events
@@ -317,7 +318,7 @@ async def test_an_id_the_engine_never_saw_is_unknown(scheduler: Scheduler) -> No
 async def test_cancel_before_the_hand_off_means_the_job_is_never_sent(
     scheduler: Scheduler, backend: MemoryBackend, lightwork_tasks: TaskRecorder
 ) -> None:
-    background = lightwork.Background(scheduler, "no_exception", "GET /", released=False)
+    background = lightwork.Background(scheduler, "no_exception", _request("GET"), released=False)
     ref = background.offload(jobs.add, 1)
     assert await ref.cancel() is True
     background._release(200, None, complete=True)
@@ -410,7 +411,9 @@ def test_a_sync_endpoint_offloads_from_its_thread(
 async def test_a_job_looked_up_by_id_while_it_is_being_handed_over_is_submitting() -> None:
     backend = MemoryBackend()
     async with Scheduler(offload=Offloader(backend, outbox=None)) as scheduler:
-        background = lightwork.Background(scheduler, "no_exception", "POST /", released=False)
+        background = lightwork.Background(
+            scheduler, "no_exception", _request("POST"), released=False
+        )
         ref = background.offload(jobs.add, 1)
         found = scheduler.offloader.job(ref.job_id)
         assert await found.status() is JobStatus.SUBMITTING  # not "unknown" to the engine yet
@@ -527,3 +530,8 @@ async def test_dict_keys_json_would_make_one_are_refused_and_distinct_ones_taken
 async def test_a_job_id_utf8_cannot_carry_is_refused_at_the_call(scheduler: Scheduler) -> None:
     with pytest.raises(TypeError, match="valid Unicode text"):
         scheduler.offload(Job(jobs.add, 1), job_id="photo-\udce9.jpg")
+
+
+def _request(method: str) -> RequestInfo:
+    """A request to ``/``, for a ``Background`` made without the middleware."""
+    return RequestInfo({"type": "http", "method": method, "path": "/", "headers": []})

@@ -6,9 +6,12 @@ from typing import TYPE_CHECKING, Any, Final, final
 
 from .._core._handle import PENDING, TaskHandle
 from .._offload._scheduler import OffloadingSource
+from ._context import RequestInfo, bind_request, unbind_request
 from ._exceptions import BackgroundNotInstalledError
 
 if TYPE_CHECKING:
+    from contextvars import Token
+
     from starlette.requests import HTTPConnection
     from starlette.types import Scope
 
@@ -29,18 +32,30 @@ class Background(OffloadingSource):
     """
 
     # One per request, so slotted; it holds the pending tasks, never the request.
-    __slots__ = ("__scheduler", "_outcome", "_pending", "_released", "_route", "_run_if")
+    __slots__ = (
+        "__scheduler",
+        "_outcome",
+        "_pending",
+        "_released",
+        "_request",
+        "_run_if",
+        "_unbind",
+    )
 
-    def __init__(self, scheduler: Scheduler, run_if: RunIf, route: str, *, released: bool) -> None:
+    def __init__(
+        self, scheduler: Scheduler, run_if: RunIf, request: RequestInfo, *, released: bool
+    ) -> None:
         self.__scheduler = scheduler
         self._run_if: RunIf = run_if
-        self._route = route
+        self._request = request
         self._released = released
         self._pending: list[TaskHandle[Any]] | None = None  # made for a request's first task
         # Once the response is over: its status, the name of the exception the app raised,
         # and whether the response was sent in full. None while it runs, or if tasks start
         # at once (no response to wait for).
         self._outcome: tuple[int | None, str | None, bool] | None = None
+        # What undoes binding the request as the current one, for close_request().
+        self._unbind: Token[RequestInfo | None] | None = None
 
     def __repr__(self) -> str:
         pending = len(self._pending or ())
@@ -64,7 +79,7 @@ class Background(OffloadingSource):
         return self._pending
 
     def _accept(self, handle: TaskHandle[Any]) -> None:
-        handle.route = self._route
+        handle.route = self._request.route
         if not self._released:
             self.__scheduler._hold(handle)  # keeps its room, or overflows now (may raise)
             if handle.state is PENDING:  # not dropped or offloaded by a full queue
@@ -116,21 +131,32 @@ class Background(OffloadingSource):
         return None
 
 
-def open_request(scope: Scope, scheduler: Scheduler, run_if: RunIf, released: bool) -> Background:
+def open_request(
+    scope: Scope, scheduler: Scheduler, run_if: RunIf, released: bool, bind: bool
+) -> Background:
     """Make a request's ``Background`` and put it where its handlers find it.
 
     At ``scope["lightwork.background"]`` and in the request's state, which the ASGI spec has
-    servers copy from the lifespan state for each request: no copy here.
+    servers copy from the lifespan state for each request: no copy here. With *bind*, the
+    request is the current one (for its log events) until ``close_request``.
     """
-    route = f"{scope.get('method', 'WEBSOCKET')} {scope['path']}"
-    background = Background(scheduler, run_if, route, released=released)
+    request = RequestInfo(scope)
+    background = Background(scheduler, run_if, request, released=released)
+    if bind:
+        background._unbind = bind_request(request)
     scope[SCOPE_KEY] = background
-    state = scope.get("state")
-    if state is None:
-        scope["state"] = {"background": background}
+    if "state" in scope:  # `in` then `[]`: compiled, `.get()` is a method call
+        scope["state"]["background"] = background
     else:
-        state["background"] = background
+        scope["state"] = {"background": background}
     return background
+
+
+def close_request(background: Background) -> None:
+    """The request has ended: it is no longer the current one."""
+    if background._unbind is not None:
+        unbind_request(background._unbind)
+        background._unbind = None
 
 
 def get_background(connection: HTTPConnection) -> Background:

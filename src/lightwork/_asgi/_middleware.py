@@ -9,8 +9,7 @@ from .._core import _watchdog
 from .._core._options import check_run_if
 from .._core._types import RunIf, StartPolicy
 from .._offload._scheduler import Scheduler
-from ._background import open_request
-from ._context import bind_request_context, unbind_request_context
+from ._background import close_request, open_request
 from ._response import ResponseWatch
 
 if TYPE_CHECKING:
@@ -40,10 +39,10 @@ class BackgroundMiddleware:
             Websocket tasks always start immediately.
         run_if: which requests release their tasks: ``"no_exception"`` (default),
             ``"success"`` or ``"always"``; a task's own ``run_if`` wins.
-        request_context: bind ``request_id`` (one already bound around this middleware,
-            else the ``X-Request-ID`` header, else a new one), ``method`` and ``path`` in
-            structlog's contextvars for each request, so that they appear in the log events
-            of the request and of the tasks it adds.
+        request_context: give each request a ``request_id`` (one the app binds in
+            structlog's contextvars, else the ``X-Request-ID`` header, else a new one), with
+            its ``method`` and ``path``, for the log events of the request and of the tasks it
+            adds (through the ``add_log_fields`` processor) and ``current_request_id()``.
         max_concurrency: for the scheduler made here: tasks running at once (see
             ``Scheduler``); give your own ``Scheduler`` for every other setting.
         max_pending: for the scheduler made here: tasks waiting for a slot.
@@ -107,13 +106,14 @@ class BackgroundMiddleware:
             else:
                 await self.app(scope, receive, send)
             return
-        tokens = bind_request_context(scope) if self.request_context else None
         # Websockets have no response to wait for: their tasks start at once.
         released = kind == "websocket" or self.start == "immediately"
-        background = open_request(scope, self.scheduler, self.run_if, released)
+        background = open_request(
+            scope, self.scheduler, self.run_if, released, self.request_context
+        )
         watched = asyncio.current_task() if _watchdog.watching else None
-        if watched is not None:
-            _watchdog.requests[watched] = background._route  # so that a stuck loop is blamed on it
+        if watched is not None:  # so that a stuck loop is blamed on it
+            _watchdog.requests[watched] = background._request.route
         response = None if released else ResponseWatch(send, background)
         try:
             await self.app(scope, receive, send if response is None else response)
@@ -127,8 +127,7 @@ class BackgroundMiddleware:
         finally:
             if watched is not None:
                 _watchdog.requests.pop(watched, None)
-            if tokens is not None:
-                unbind_request_context(tokens)
+            close_request(background)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def receive_and_manage() -> Message:

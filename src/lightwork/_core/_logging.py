@@ -2,21 +2,16 @@
 
 lightwork never configures logging: it logs through ``structlog.get_logger("lightwork")``
 and leaves processors, renderers and levels to the application, to which it offers one
-processor, ``add_task_fields``.
+processor, ``lightwork.add_log_fields``.
 """
 
 from __future__ import annotations
 
 import logging
 from contextvars import Context, ContextVar
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import structlog
-
-from ._monitor import running_handle
-
-if TYPE_CHECKING:
-    from structlog.typing import EventDict
 
 LOGGER_NAME: Final = "lightwork"
 
@@ -112,32 +107,6 @@ def structlog_var(key: str) -> ContextVar[Any]:
     scratch.run(structlog.contextvars.bind_contextvars, **{key: None})
     [var] = (v for v in scratch if v.name == f"{structlog.contextvars.STRUCTLOG_KEY_PREFIX}{key}")
     return var
-
-
-def add_task_fields(logger: object, method_name: str, event_dict: EventDict) -> EventDict:
-    """A structlog processor: ``task`` and ``task_id`` on the events logged inside a task.
-
-    So that your own log calls from a task (or from a sync task's thread) say which task
-    they came from. The task is looked up as an event is logged, from the running asyncio
-    task: nothing is bound per task. Fields already in the event win.
-
-    Example:
-        ```python
-        structlog.configure(
-            processors=[
-                structlog.contextvars.merge_contextvars,
-                lightwork.add_task_fields,
-                structlog.processors.add_log_level,
-                structlog.dev.ConsoleRenderer(),
-            ]
-        )
-        ```
-    """
-    handle = running_handle()
-    if handle is not None:
-        event_dict.setdefault("task", handle.name)
-        event_dict.setdefault("task_id", handle.id)
-    return event_dict
 
 
 def debug_enabled() -> bool:
