@@ -12,7 +12,7 @@ from types import CodeType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._definitions import ATTRIBUTE, register_for_coroutines, unwrap_partials
-from ._options import OPTION_CHECKS, UNSET, TaskOptions, _Unset, check_flag
+from ._options import UNSET, TaskOptions, _Unset, check_flag, check_option
 
 if TYPE_CHECKING:
     from ._types import RunIf
@@ -88,7 +88,7 @@ def task(
     }
     for option, value in given.items():
         if value is not UNSET:
-            OPTION_CHECKS[option](value)
+            check_option(option, value)
     check_flag("inline", inline)
     options = TaskOptions(**given, inline=inline)  # checked: compiled, it checks types too
 

@@ -15,7 +15,7 @@ from ._definitions import facts_of, facts_of_coroutine
 from ._exceptions import BackgroundQueueFull
 from ._handle import TaskHandle, TaskOwner
 from ._lifecycle import observers
-from ._options import NO_OPTIONS, OPTION_CHECKS, UNSET, TaskOptions, _Unset
+from ._options import NO_OPTIONS, OPTION_NAMES, UNSET, TaskOptions, _Unset, check_option
 from ._threads import run_in_thread
 
 if TYPE_CHECKING:
@@ -236,10 +236,8 @@ def _from_coroutine(
             "pass them when calling the coroutine function"
         )
     for option, value in kwargs.items():
-        check = OPTION_CHECKS.get(option)
-        if check is None:
+        if not check_option(option, value):
             raise TypeError(_unknown_options(kwargs))
-        check(value)
     _, definition, name = facts_of_coroutine(coro)
     handle = _new_handle(scheduler, coro, definition, name, kwargs)
     if scheduler.log_args and coro.cr_frame is not None:
@@ -334,10 +332,10 @@ _NO_CALL: Final[dict[str, Any]] = {}
 
 
 def _unknown_options(options: dict[str, Any]) -> str:
-    unknown = ", ".join(map(repr, sorted(options.keys() - OPTION_CHECKS.keys())))
+    unknown = ", ".join(map(repr, sorted(options.keys() - set(OPTION_NAMES))))
     return (
         f"add_task() got unknown option(s) {unknown}; after a coroutine object the keywords "
-        f"are lightwork's options ({', '.join(OPTION_CHECKS)}): pass the task's own "
+        f"are lightwork's options ({', '.join(OPTION_NAMES)}): pass the task's own "
         "arguments to its function"
     )
 
