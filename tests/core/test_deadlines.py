@@ -136,9 +136,10 @@ def _fire_next(loop: Loop, clock: Clock) -> None:
 
 def _check_the_timer(deadlines: Deadlines) -> None:
     for bucket in deadlines._buckets.values():  # disarmed handles linger, but never many
-        assert bucket.armed == len({id(h) for h in bucket if h._deadline is bucket}) > 0
-        assert len(bucket) - bucket.armed <= max(bucket.armed, _deadlines.SLACK)
-    held = [key for key, bucket in deadlines._buckets.items() if bucket]
+        handles = bucket.handles
+        assert bucket.armed == len({id(h) for h in handles if h._deadline is bucket}) > 0
+        assert len(handles) - bucket.armed <= max(bucket.armed, _deadlines.SLACK)
+    held = [key for key, bucket in deadlines._buckets.items() if bucket.handles]
     if held:
         timer = cast("Timer | None", deadlines._timer)
         assert timer is not None
@@ -173,8 +174,8 @@ def test_a_bucket_lets_go_of_disarmed_handles() -> None:
         [bucket] = deadlines._buckets.values()
         for handle in handles[:-1]:
             deadlines.disarm(cast("TaskHandle[Any]", handle))
-        assert cast("TaskHandle[Any]", handles[-1]) in bucket
-        assert len(bucket) <= 1 + SLACK  # not the 99 ended ones
+        assert cast("TaskHandle[Any]", handles[-1]) in bucket.handles
+        assert len(bucket.handles) <= 1 + SLACK  # not the 99 ended ones
         deadlines.disarm(cast("TaskHandle[Any]", handles[-1]))
-        assert not bucket
+        assert not bucket.handles
         assert deadlines._buckets == {}

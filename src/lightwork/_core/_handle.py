@@ -55,7 +55,9 @@ HOLDS_SLOT: Final = 4
 RESERVED: Final = 8
 """It keeps room (a slot or a queue place) while its request has not released it."""
 
-_ids = itertools.count(1)
+_next_id: Final = itertools.count(1).__next__
+"""Ids in the order tasks are added: a bound method, called natively (``next(_ids)``, compiled,
+looks ``next`` up among the builtins every time)."""
 
 TERMINAL_STATES: Final = tuple(
     s for s in TaskState if s not in (TaskState.PENDING, TaskState.RUNNING)
@@ -170,7 +172,7 @@ class TaskHandle(Generic[T]):
         shield: bool,
     ) -> None:
         self._scheduler = scheduler
-        self.id = next(_ids)
+        self.id = _next_id()
         self.name = name
         self.state = PENDING
         self.timeout = timeout

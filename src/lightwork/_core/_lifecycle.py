@@ -210,7 +210,9 @@ class Lifecycle(TaskOwner):
             self._report_slow(handle, duration)
         reason = handle._cancel_reason
         outcome: object
-        if isinstance(error, asyncio.CancelledError):
+        if error is None:  # most tasks: tested first, for the isinstance() it saves
+            state, outcome = COMPLETED, result
+        elif isinstance(error, asyncio.CancelledError):
             if reason == "timeout":
                 state = TaskState.TIMED_OUT
                 outcome = TaskTimeoutError(
@@ -225,10 +227,8 @@ class Lifecycle(TaskOwner):
                     task=handle.name,
                     task_id=handle.id,
                 )
-        elif error is not None:
-            state, outcome = TaskState.FAILED, error
         else:
-            state, outcome = COMPLETED, result
+            state, outcome = TaskState.FAILED, error
         self._finish(handle, state, outcome, reason)
         if handle._flags & HOLDS_SLOT:
             assert self._admission is not None
@@ -274,14 +274,17 @@ class Lifecycle(TaskOwner):
         """
         timed = self.time_steps
         start = perf_counter() if timed else 0.0
-        _monitor.stepping = handle
+        sampled = self.watchdog is not None  # the only reader of stepping
+        if sampled:
+            _monitor.set_stepping(handle)
         try:
             result = callback(argument)
         except Exception as exc:  # noqa: BLE001 -- a user's callback: report, never propagate
             report_callback_error(handle, callback, exc)
             return None
         finally:
-            _monitor.stepping = None
+            if sampled:
+                _monitor.set_stepping(None)
             if timed:
                 step = perf_counter() - start
                 handle.blocked += step

@@ -17,7 +17,7 @@ import asyncio
 import gc
 import threading
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Generator
@@ -26,6 +26,11 @@ if TYPE_CHECKING:
     from ._handle import TaskHandle
 
 T = TypeVar("T")
+
+# Bound once: compiled, a builtin named in a function is looked up among the builtins at
+# every use, and an imported function in the module's dict; a Final is a C static.
+_StopIteration: Final = StopIteration
+_clock: Final = perf_counter
 
 stepping: TaskHandle[Any] | None = None
 """The task whose step runs on the event loop right now, read by the loop watchdog: set by
@@ -61,6 +66,16 @@ def running_handle() -> TaskHandle[Any] | None:
     return driver._handle if isinstance(driver, TrackedCoroutine) else None
 
 
+def set_stepping(handle: TaskHandle[Any] | None) -> None:
+    """Name *handle* as the task whose code runs on the loop now (``None``: no task's).
+
+    A function, for the other compiled modules: setting another module's global from them
+    is an attribute write on the module object, several times the cost of this call.
+    """
+    global stepping  # noqa: PLW0603 -- one slot, written only on the loop thread
+    stepping = handle
+
+
 def call_as(handle: TaskHandle[Any] | None, call: Callable[[], T]) -> T:
     """Call *call* in a worker thread as *handle*'s sync function, for ``running_handle``."""
     _worker_thread.handle = handle
@@ -75,9 +90,9 @@ def _on_gc(phase: str, info: dict[str, int]) -> None:
     if not getattr(_loop_thread, "counts", False):
         return
     if phase == "start":
-        collecting_since = perf_counter()
+        collecting_since = _clock()
     elif collecting_since:
-        end = perf_counter()
+        end = _clock()
         gc_seconds += end - collecting_since
         last_collection = (collecting_since, end)
         collecting_since = 0.0
@@ -130,14 +145,14 @@ class TrackedCoroutine:
         handle = self._handle
         first = handle._started_at == 0.0  # not `not ...`: compiled, that boxes the float
         if first:
-            handle._scheduler._on_first_step(handle, perf_counter())
+            handle._scheduler._on_first_step(handle, _clock())
         try:
             result = self._coro.send(value) if error is None else self._coro.throw(error)
-        except StopIteration as stop:
-            handle._scheduler._on_end(handle, None, stop.value, perf_counter())
+        except _StopIteration as stop:
+            handle._scheduler._on_end(handle, None, stop.value, _clock())
             raise
         except BaseException as exc:
-            handle._scheduler._on_end(handle, exc, None, perf_counter())
+            handle._scheduler._on_end(handle, exc, None, _clock())
             if isinstance(exc, Exception):  # reported once, by lightwork; asyncio need not
                 raise StopIteration from None
             raise  # cancellation, KeyboardInterrupt, SystemExit: never swallowed
@@ -166,14 +181,14 @@ class TimedCoroutine(TrackedCoroutine):
         global stepping  # noqa: PLW0603 -- one slot, written only on the loop thread
         handle = self._handle
         gc_before = gc_seconds
-        start = perf_counter()
+        start = _clock()
         first = handle._started_at == 0.0  # not `not ...`: compiled, that boxes the float
         if first:
             handle._scheduler._on_first_step(handle, start)
         stepping = handle
         try:
             result = self._coro.send(value) if error is None else self._coro.throw(error)
-        except StopIteration as stop:
+        except _StopIteration as stop:
             handle._scheduler._on_end(handle, None, stop.value, self._account(start, gc_before))
             raise
         except BaseException as exc:
@@ -194,7 +209,7 @@ class TimedCoroutine(TrackedCoroutine):
         global stepping  # noqa: PLW0603
         stepping = None
         handle = self._handle
-        end = perf_counter()
+        end = _clock()
         step = end - start - (gc_seconds - gc_before)
         blocked = handle.blocked
         handle.blocked = blocked + step if blocked else step  # one float for a one-step task

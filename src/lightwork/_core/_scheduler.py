@@ -43,6 +43,7 @@ T = TypeVar("T")
 _Phase = Literal["idle", "running", "closing", "closed"]
 _PENDING_AT_SHUTDOWN: Final = get_args(PendingAtShutdown)
 _Task: Final = asyncio.Task
+_get_running_loop: Final = asyncio.get_running_loop  # a C static, compiled: no lookup
 
 
 class Scheduler(Shutdown, TaskSource, SourceOwner):
@@ -248,7 +249,7 @@ class Scheduler(Shutdown, TaskSource, SourceOwner):
         a task released after its response cannot, and is dropped instead).
         """
         try:
-            loop = asyncio.get_running_loop()
+            loop = _get_running_loop()
         except RuntimeError:
             self._accept_from_thread(handle, may_raise)
             return

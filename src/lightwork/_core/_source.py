@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import contextvars
 import inspect
 import reprlib
+from contextvars import copy_context
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, overload
 
@@ -133,7 +133,9 @@ class TaskSource:
         self._accept(handle)
         return handle
 
-    def _new_task(self, target: Any, args: tuple[Any, ...], kwargs: Any) -> TaskHandle[Any]:
+    def _new_task(
+        self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> TaskHandle[Any]:
         """Check an ``add_task`` call and make its task's handle, not yet accepted."""
         scheduler = self._scheduler
         if isinstance(target, CoroutineType):
@@ -228,7 +230,10 @@ class TaskSource:
 
 
 def _from_coroutine(
-    scheduler: SourceOwner, coro: CoroutineType[Any, Any, Any], args: tuple[Any, ...], kwargs: Any
+    scheduler: SourceOwner,
+    coro: CoroutineType[Any, Any, Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
 ) -> TaskHandle[Any]:
     if args:
         raise TypeError(
@@ -279,7 +284,7 @@ def _new_handle(
     """Make the handle, each option taken from the call, else the definition, else the scheduler."""
     if definition is None and not call:
         handle = TaskHandle(
-            scheduler, default_name, coro, contextvars.copy_context(), scheduler.timeout,
+            scheduler, default_name, coro, copy_context(), scheduler.timeout,
             scheduler.slow_threshold, scheduler.block_threshold,
             None, None, None, False,  # noqa: FBT003
         )  # fmt: skip
@@ -299,31 +304,31 @@ def _with_options(
     default_name: str,
     call: dict[str, Any] | None,
 ) -> TaskHandle[Any]:
-    get = (call or _NO_CALL).get
-    timeout = get("timeout", definition.timeout)
-    slow = get("slow_threshold", definition.slow_threshold)
-    block = get("block_threshold", definition.block_threshold)
+    given = _NO_CALL if call is None else call  # each .get() of a dict: native, compiled
+    timeout = given.get("timeout", definition.timeout)
+    slow = given.get("slow_threshold", definition.slow_threshold)
+    block = given.get("block_threshold", definition.block_threshold)
     # For these, None means "not given": they fall through like an absent option.
-    on_complete = get("on_complete")
+    on_complete = given.get("on_complete")
     if on_complete is None:
         on_complete = definition.on_complete
-    on_error = get("on_error")
+    on_error = given.get("on_error")
     if on_error is None:
         on_error = definition.on_error
-    shield = get("shield")
+    shield = given.get("shield")
     if shield is None:
         shield = definition.shield
     return TaskHandle(
         scheduler,
-        get("name") or definition.name or default_name,
+        given.get("name") or definition.name or default_name,
         coro,
-        contextvars.copy_context(),
+        copy_context(),
         scheduler.timeout if timeout is UNSET else timeout,
         scheduler.slow_threshold if slow is UNSET else slow,
         scheduler.block_threshold if block is UNSET else block,
         on_complete,
         on_error,
-        get("run_if") or definition.run_if,
+        given.get("run_if") or definition.run_if,
         bool(shield),
     )
 

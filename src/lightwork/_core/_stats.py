@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from ._handle import TERMINAL_STATES, TaskState
+from ._handle import COMPLETED, TERMINAL_STATES, TaskState
 from ._logging import TASK_BLOCKING, TASK_SLOW
 
 DURATION_BUCKETS_S: Final[tuple[float, ...]] = (
@@ -72,6 +72,7 @@ class _NameStats:
     __slots__ = (
         "blocked",
         "blocking",
+        "completed",
         "duration",
         "ended",
         "in_flight",
@@ -86,7 +87,10 @@ class _NameStats:
         self.in_flight = 0
         self.slow = 0
         self.blocking = 0
+        # Completed apart: compiled, an int attribute adds natively, and most tasks complete.
+        self.completed = 0
         self.ended: dict[TaskState, int] = dict.fromkeys(TERMINAL_STATES, 0)
+        del self.ended[COMPLETED]
         self.duration = _Histogram(DURATION_BUCKETS_S)
         self.blocked = _Histogram(BLOCKED_BUCKETS_S)
 
@@ -96,6 +100,7 @@ class _NameStats:
         self.in_flight += other.in_flight
         self.slow += other.slow
         self.blocking += other.blocking
+        self.completed += other.completed
         for state, n in list(other.ended.items()):
             self.ended[state] += n
         self.duration.add(other.duration)
@@ -107,7 +112,8 @@ class _NameStats:
             "queued": self.queued,
             "in_flight": self.in_flight,
         }
-        counts.update((state.value, n) for state, n in self.ended.items())
+        ended = {**self.ended, COMPLETED: self.completed}
+        counts.update((state.value, ended[state]) for state in TERMINAL_STATES)
         counts["slow"] = self.slow
         counts["blocking"] = self.blocking
         counts["duration_s"] = self.duration.snapshot()
@@ -147,7 +153,10 @@ class TaskStats:
         self, name: str, state: TaskState, duration: float | None, blocked: float, started: bool
     ) -> None:
         stats = self._names.get(name) or self._new_name(name)
-        stats.ended[state] += 1
+        if state is COMPLETED:
+            stats.completed += 1
+        else:
+            stats.ended[state] += 1
         if not started:
             stats.queued -= 1
             return
