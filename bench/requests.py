@@ -2,7 +2,8 @@
 
 Run ``python -m bench.requests`` (valgrind needed; about a minute). A plain Starlette
 endpoint is called in-process, through ASGI alone (no server, no socket, no client), without
-the middleware, with it, and with it but ``request_context=False``; each app runs twice under
+the middleware, behind an empty pure ASGI middleware (the least any middleware adds), with
+it, and with it but ``request_context=False``; each app runs twice under
 callgrind, with a warm-up only and with N more requests, and the difference over N is its
 instructions per request. The ratio is the plain endpoint's count over the app's: the figure
 that issue 15's "0.95x of the endpoint without it" target reads, without the server's share,
