@@ -3,7 +3,9 @@
 Run ``python -m bench.requests`` (valgrind needed; about a minute). A plain Starlette
 endpoint is called in-process, through ASGI alone (no server, no socket, no client), without
 the middleware, behind an empty pure ASGI middleware (the least any middleware adds), with
-it, and with it but ``request_context=False``; each app runs twice under
+it, and with it but ``request_context=False``; and a bare ``create_task`` endpoint beside one
+that adds a lightwork task, each request followed by one turn of the loop for its no-op task
+to run (their ratio is the task endpoint target's, without the server); each app runs twice under
 callgrind, with a warm-up only and with N more requests, and the difference over N is its
 instructions per request. The ratio is the plain endpoint's count over the app's: the figure
 that issue 15's "0.95x of the endpoint without it" target reads, without the server's share,
@@ -14,6 +16,7 @@ pure (``LIGHTWORK_NO_EXTENSIONS=1``).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import shutil
 import sys
@@ -27,6 +30,7 @@ from starlette.routing import Route
 
 import lightwork
 
+from ._runtime import configure_logging
 from .instructions import instructions_per
 
 if TYPE_CHECKING:
@@ -39,8 +43,13 @@ APPS: Final[dict[str, tuple[str, list[dict[str, Any]]]]] = {
     "empty": ("plain + an empty ASGI middleware", []),
     "middleware": ("plain + BackgroundMiddleware", [{}]),
     "no_context": ("... with request_context=False", [{"request_context": False}]),
+    "bare_task": ("bare create_task endpoint", []),
+    "task": ("lightwork add_task endpoint", [{}]),
 }
 """Each app: its label, and the options of each ``BackgroundMiddleware`` it is wrapped in."""
+TASK_APPS: Final = ("bare_task", "task")
+"""The apps whose endpoint starts a no-op task: each request is followed by one turn of the
+loop, in which the task runs; their ratio is the lightwork one's to the bare one's."""
 _SCOPE: Final[dict[str, Any]] = {
     "type": "http",
     "asgi": {"version": "3.0"},
@@ -61,6 +70,25 @@ async def _plain(request: Request) -> PlainTextResponse:
     return PlainTextResponse("ok")
 
 
+async def _noop() -> None:
+    pass
+
+
+_tasks: set[asyncio.Task[None]] = set()
+
+
+async def _bare_task(request: Request) -> PlainTextResponse:
+    task = asyncio.get_running_loop().create_task(_noop())
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+    return PlainTextResponse("ok")
+
+
+async def _lightwork_task(request: Request) -> PlainTextResponse:
+    lightwork.get_background(request).add_task(_noop)
+    return PlainTextResponse("ok")
+
+
 class _EmptyMiddleware:
     """The least a pure ASGI middleware costs: one more coroutine call per request."""
 
@@ -76,10 +104,11 @@ def _app(key: str) -> ASGIApp:
     stack = [Middleware(lightwork.BackgroundMiddleware, **options) for options in middleware]
     if key == "empty":
         stack = [Middleware(_EmptyMiddleware)]
-    return Starlette(routes=[Route("/", _plain)], middleware=stack)
+    endpoint = {"bare_task": _bare_task, "task": _lightwork_task}.get(key, _plain)
+    return Starlette(routes=[Route("/", endpoint)], middleware=stack)
 
 
-async def _serve(app: ASGIApp, n: int) -> None:
+async def _serve(app: ASGIApp, n: int, *, turn: bool) -> None:
     async def receive() -> Message:
         return {"type": "http.request", "body": b"", "more_body": False}
 
@@ -88,12 +117,16 @@ async def _serve(app: ASGIApp, n: int) -> None:
 
     for _ in range(n):
         await app(dict(_SCOPE), receive, send)
+        if turn:
+            await asyncio.sleep(0)
 
 
 async def _child(key: str, n: int) -> None:
+    configure_logging()  # INFO, as in production: no per-task debug event
     app = _app(key)
-    await _serve(app, WARM_UP_REQUESTS)
-    await _serve(app, n)
+    turn = key in TASK_APPS
+    await _serve(app, WARM_UP_REQUESTS, turn=turn)
+    await _serve(app, n, turn=turn)
 
 
 def _per_request(key: str, n: int, pure: bool) -> float:
@@ -114,20 +147,22 @@ def main() -> None:
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed: apt-get install -y valgrind")
     cores = [False, True] if lightwork.compiled else [True]
+    alone = ("plain", "empty", "bare_task")  # no lightwork in them: one build is enough
     cells = [("plain", False), ("empty", False)] + [
-        (key, pure) for key in APPS if key not in ("plain", "empty") for pure in cores
+        (key, pure) for key in APPS if key not in alone for pure in cores
     ]
+    cells.insert(cells.index(("task", cores[0])), ("bare_task", False))
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         counts = dict(
             zip(cells, pool.map(lambda c: _per_request(c[0], args.n, c[1]), cells), strict=True)
         )
-    plain = counts["plain", False]
     print(f"instructions per request, callgrind, in-process ASGI, uvloop, {args.n:,} requests")
     for key, pure in cells:
-        label = APPS[key][0] + (
-            "" if key in ("plain", "empty") else " (pure Python)" if pure else " (compiled)"
-        )
-        print(f"{label:<46}{counts[key, pure]:>9,.0f}  {plain / counts[key, pure]:4.2f}x")
+        if key == "bare_task":
+            print("with a no-op task, and a turn of the loop after each request:")
+        anchor = counts["bare_task" if key in TASK_APPS else "plain", False]
+        label = APPS[key][0] + ("" if key in alone else " (pure Python)" if pure else " (compiled)")
+        print(f"{label:<46}{counts[key, pure]:>9,.0f}  {anchor / counts[key, pure]:4.2f}x")
 
 
 if __name__ == "__main__":
