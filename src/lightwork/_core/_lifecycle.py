@@ -276,7 +276,7 @@ class Lifecycle(TaskOwner):
         start = perf_counter() if timed else 0.0
         sampled = self.watchdog is not None  # the only reader of stepping
         if sampled:
-            _monitor.set_stepping(handle)
+            _monitor.stepping.handle = handle
         try:
             result = callback(argument)
         except Exception as exc:  # noqa: BLE001 -- a user's callback: report, never propagate
@@ -284,7 +284,7 @@ class Lifecycle(TaskOwner):
             return None
         finally:
             if sampled:
-                _monitor.set_stepping(None)
+                _monitor.stepping.handle = None
             if timed:
                 step = perf_counter() - start
                 handle.blocked += step

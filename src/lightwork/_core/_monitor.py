@@ -17,7 +17,7 @@ import asyncio
 import gc
 import threading
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar, final
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Generator
@@ -32,9 +32,23 @@ T = TypeVar("T")
 _StopIteration: Final = StopIteration
 _clock: Final = perf_counter
 
-stepping: TaskHandle[Any] | None = None
-"""The task whose step runs on the event loop right now, read by the loop watchdog: set by
-``TimedCoroutine``, and around a task's sync callbacks (which run after its last step)."""
+
+@final
+class Stepping:
+    """The task whose step runs on the event loop right now, read by the loop watchdog.
+
+    Set by ``TimedCoroutine``, and around a task's sync callbacks (which run after its last
+    step). An attribute of one object, not a module global: compiled, a global is an entry
+    of the module's dict, and this is a slot, written at every timed step.
+    """
+
+    __slots__ = ("handle",)
+
+    def __init__(self) -> None:
+        self.handle: TaskHandle[Any] | None = None
+
+
+stepping: Final = Stepping()
 
 gc_seconds = 0.0
 """Seconds spent in garbage collection on event-loop threads, once ``count_gc_time()`` ran."""
@@ -64,16 +78,6 @@ def running_handle() -> TaskHandle[Any] | None:
         return None
     driver = task.get_coro()
     return driver._handle if isinstance(driver, TrackedCoroutine) else None
-
-
-def set_stepping(handle: TaskHandle[Any] | None) -> None:
-    """Name *handle* as the task whose code runs on the loop now (``None``: no task's).
-
-    A function, for the other compiled modules: setting another module's global from them
-    is an attribute write on the module object, several times the cost of this call.
-    """
-    global stepping  # noqa: PLW0603 -- one slot, written only on the loop thread
-    stepping = handle
 
 
 def call_as(handle: TaskHandle[Any] | None, call: Callable[[], T]) -> T:
@@ -178,14 +182,13 @@ class TimedCoroutine(TrackedCoroutine):
         ``throw`` comes here too: one Python frame per step, and only one for the
         ``StopIteration`` that ends a task to unwind through.
         """
-        global stepping  # noqa: PLW0603 -- one slot, written only on the loop thread
         handle = self._handle
         gc_before = gc_seconds
         start = _clock()
         first = handle._started_at == 0.0  # not `not ...`: compiled, that boxes the float
         if first:
             handle._scheduler._on_first_step(handle, start)
-        stepping = handle
+        stepping.handle = handle  # written only on the loop thread
         try:
             result = self._coro.send(value) if error is None else self._coro.throw(error)
         except _StopIteration as stop:
@@ -206,8 +209,7 @@ class TimedCoroutine(TrackedCoroutine):
 
         Return when the step ended.
         """
-        global stepping  # noqa: PLW0603
-        stepping = None
+        stepping.handle = None
         handle = self._handle
         end = _clock()
         step = end - start - (gc_seconds - gc_before)

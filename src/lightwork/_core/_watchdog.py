@@ -177,7 +177,7 @@ class LoopWatchdog:
     def _culprit(self) -> tuple[TaskHandle[Any] | None, asyncio.Task[Any] | None]:
         """The lightwork task holding the loop, else the asyncio task running on it, if any."""
         # Set while steps are timed, and around a task's sync callbacks.
-        handle: TaskHandle[Any] | None = _monitor.stepping
+        handle: TaskHandle[Any] | None = _monitor.stepping.handle
         if handle is not None and handle._scheduler._loop is not self._loop:
             handle = None  # a step on another loop, in another thread
         if handle is not None:
