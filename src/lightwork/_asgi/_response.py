@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, final
+from typing import TYPE_CHECKING, Final, final
 
-from .._core._awaiting import then
+from .._core import _awaiting
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
@@ -12,6 +12,8 @@ if TYPE_CHECKING:
     from starlette.types import Message, Send
 
     from ._background import Background
+
+_then: Final = _awaiting.then  # a C static, compiled: no look-up in the module's dict
 
 
 @final
@@ -40,7 +42,7 @@ class ResponseWatch:
         elif (
             kind == "http.response.body" and not ("more_body" in message and message["more_body"])  # noqa: RUF019
         ) or kind == "http.response.pathsend":
-            return then(self._send(message), self._sent)
+            return _then(self._send(message), self._sent)
         return self._send(message)
 
     def _sent(self) -> None:

@@ -25,6 +25,7 @@ UNSET: Final = _Unset.UNSET
 
 _RUN_IF_VALUES: Final = get_args(RunIf)
 _INFINITY: Final = float("inf")
+_callable: Final = callable  # compiled, a builtin named in a function is looked up per call
 
 
 def check_duration(option: str, value: object, *, allow_none: bool = True) -> None:
@@ -58,7 +59,7 @@ def _check_name(value: object) -> None:
 
 
 def _check_callback(option: str, value: object) -> None:
-    if not callable(value):
+    if not _callable(value):
         raise TypeError(f"{option} must be callable, not {value!r}")
 
 

@@ -32,6 +32,12 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 T = TypeVar("T")
 
+# Bound once: compiled, a builtin or an imported name used in a function is looked up in a
+# dict at every use, and a Final is a C static.
+_callable: Final = callable
+_copy_context: Final = copy_context
+_CoroutineType: Final = CoroutineType
+
 _args_repr = reprlib.Repr()
 _args_repr.maxlevel, _args_repr.maxstring, _args_repr.maxother = 3, 60, 60
 
@@ -138,7 +144,7 @@ class TaskSource:
     ) -> TaskHandle[Any]:
         """Check an ``add_task`` call and make its task's handle, not yet accepted."""
         scheduler = self._scheduler
-        if isinstance(target, CoroutineType):
+        if isinstance(target, _CoroutineType):
             try:
                 if scheduler._phase != "running":  # so that the common case pays one test
                     scheduler._check_open()
@@ -146,7 +152,7 @@ class TaskSource:
             except BaseException:
                 target.close()
                 raise
-        if callable(target):
+        if _callable(target):
             if scheduler._phase != "running":
                 scheduler._check_open()
             return _from_callable(scheduler, target, args, kwargs)
@@ -240,9 +246,6 @@ def _from_coroutine(
             "add_task() takes no positional arguments after a coroutine object; "
             "pass them when calling the coroutine function"
         )
-    for option, value in kwargs.items():
-        if not check_option(option, value):
-            raise TypeError(_unknown_options(kwargs))
     _, definition, name = facts_of_coroutine(coro)
     handle = _new_handle(scheduler, coro, definition, name, kwargs)
     if scheduler.log_args and coro.cr_frame is not None:
@@ -260,7 +263,7 @@ def _from_callable(
     coro: Coroutine[Any, Any, Any]
     if is_async:
         awaitable = fn(*args, **kwargs)
-        coro = awaitable if inspect.iscoroutine(awaitable) else await_task(fn, awaitable)
+        coro = awaitable if isinstance(awaitable, _CoroutineType) else await_task(fn, awaitable)
     elif definition is not None and definition.inline:
         coro = run_inline(fn, args, kwargs)
     else:
@@ -284,7 +287,7 @@ def _new_handle(
     """Make the handle, each option taken from the call, else the definition, else the scheduler."""
     if definition is None and not call:
         handle = TaskHandle(
-            scheduler, default_name, coro, copy_context(), scheduler.timeout,
+            scheduler, default_name, coro, _copy_context(), scheduler.timeout,
             scheduler.slow_threshold, scheduler.block_threshold,
             None, None, None, False,  # noqa: FBT003
         )  # fmt: skip
@@ -304,36 +307,46 @@ def _with_options(
     default_name: str,
     call: dict[str, Any] | None,
 ) -> TaskHandle[Any]:
-    given = _NO_CALL if call is None else call  # each .get() of a dict: native, compiled
-    timeout = given.get("timeout", definition.timeout)
-    slow = given.get("slow_threshold", definition.slow_threshold)
-    block = given.get("block_threshold", definition.block_threshold)
-    # For these, None means "not given": they fall through like an absent option.
-    on_complete = given.get("on_complete")
-    if on_complete is None:
-        on_complete = definition.on_complete
-    on_error = given.get("on_error")
-    if on_error is None:
-        on_error = definition.on_error
-    shield = given.get("shield")
-    if shield is None:
-        shield = definition.shield
+    name, timeout, slow = definition.name, definition.timeout, definition.slow_threshold
+    block, on_complete = definition.block_threshold, definition.on_complete
+    on_error, run_if, shield = definition.on_error, definition.run_if, definition.shield
+    if call is not None:
+        # The call's options in one pass, each checked as it is read: compiled, comparing
+        # an option's name with a literal is a pointer test, where a .get() hashed and probed.
+        for option, value in call.items():
+            if not check_option(option, value):
+                raise TypeError(_unknown_options(call))
+            if option == "timeout":  # None: no limit; the others' None leaves them unset
+                timeout = value
+            elif option == "slow_threshold":
+                slow = value
+            elif option == "block_threshold":
+                block = value
+            elif value is None:
+                continue
+            elif option == "on_complete":
+                on_complete = value
+            elif option == "on_error":
+                on_error = value
+            elif option == "name":
+                name = value
+            elif option == "run_if":
+                run_if = value
+            else:  # shield
+                shield = value
     return TaskHandle(
         scheduler,
-        given.get("name") or definition.name or default_name,
+        name or default_name,
         coro,
-        copy_context(),
+        _copy_context(),
         scheduler.timeout if timeout is UNSET else timeout,
         scheduler.slow_threshold if slow is UNSET else slow,
         scheduler.block_threshold if block is UNSET else block,
         on_complete,
         on_error,
-        given.get("run_if") or definition.run_if,
+        run_if,
         bool(shield),
     )
-
-
-_NO_CALL: Final[dict[str, Any]] = {}
 
 
 def _unknown_options(options: dict[str, Any]) -> str:
