@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from .._core._types import RunIf
     from .._offload._scheduler import Scheduler
+    from ._response import ResponseWatch
 
 SCOPE_KEY: Final = "lightwork.background"
 
@@ -152,8 +153,16 @@ def open_request(
     return background
 
 
-def close_request(background: Background) -> None:
-    """The request has ended: it is no longer the current one."""
+def close_request(
+    background: Background, response: ResponseWatch | None, error: BaseException | None
+) -> None:
+    """The app has returned, or raised *error*: settle what the response did not, and unbind.
+
+    One call for both, from the middleware's coroutine: each call from interpreted code into
+    compiled code costs a few hundred instructions, on every request.
+    """
+    if response is not None:
+        response.request_ended(error)
     if background._unbind is not None:
         unbind_request(background._unbind)
         background._unbind = None

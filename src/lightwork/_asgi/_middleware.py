@@ -118,16 +118,13 @@ class BackgroundMiddleware:
         try:
             await self.app(scope, receive, send if response is None else response)
         except BaseException as exc:
-            if response is not None:
-                response.request_ended(exc)
+            close_request(background, response, exc)
             raise
         else:
-            if response is not None:
-                response.request_ended(None)
+            close_request(background, response, None)
         finally:
             if watched is not None:
                 _watchdog.requests.pop(watched, None)
-            close_request(background)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def receive_and_manage() -> Message:

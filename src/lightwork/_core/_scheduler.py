@@ -95,7 +95,6 @@ class Scheduler(Shutdown, TaskSource, SourceOwner):
         self.max_threads = max_threads
         self.log_args = log_args
         self.time_steps = time_steps
-        self._driver = TimedCoroutine if time_steps else TrackedCoroutine
         self._running: set[TaskHandle[Any]] = set()
         sample_s = None if time_steps else block_threshold
         self.watchdog = (
@@ -440,7 +439,12 @@ class Scheduler(Shutdown, TaskSource, SourceOwner):
         handle.state = RUNNING
         self._running.add(handle)
         # Timed from its first step, so that a burst's wait for the loop does not count.
-        driver = cast("Coroutine[Any, Any, Any]", self._driver(coro, handle))  # by its methods
+        # Each class named, not held in an attribute: compiled, a named native class is
+        # made by a direct C call, where calling a class held in a variable parses arguments.
+        driver = cast(  # a coroutine to asyncio by its methods
+            "Coroutine[Any, Any, Any]",
+            TimedCoroutine(coro, handle) if self.time_steps else TrackedCoroutine(coro, handle),
+        )
         if loop.get_task_factory() is None:
             # What create_task() makes without a factory, made here: 1,900 fewer instructions
             # a task on uvloop, whose create_task() parses its keywords, then names the task

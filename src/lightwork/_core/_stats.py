@@ -163,7 +163,10 @@ class TaskStats:
         stats.in_flight -= 1
         if duration is not None:
             stats.duration.observe(duration)
-        stats.blocked.observe(blocked)
+        if blocked:
+            stats.blocked.observe(blocked)
+        else:  # most tasks, unless steps are timed: the first bucket, nothing to add
+            stats.blocked.counts[0] += 1
 
     def warned(self, name: str, event: str) -> None:
         stats = self._names.get(name) or self._new_name(name)
