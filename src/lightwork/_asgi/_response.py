@@ -22,7 +22,7 @@ class ResponseWatch:
 
     A plain callable, not a coroutine: every message but the last goes straight to the
     server's ``send``, so the app awaits the server's coroutine itself; only the last one is
-    awaited here, to release the tasks after it.
+    awaited here, to release the tasks after it, and only if the request holds some.
     """
 
     __slots__ = ("_background", "_send", "complete", "status")
@@ -42,7 +42,13 @@ class ResponseWatch:
         elif (
             kind == "http.response.body" and not ("more_body" in message and message["more_body"])  # noqa: RUF019
         ) or kind == "http.response.pathsend":
-            return _then(self._send(message), self._sent)
+            if self._background._pending is None:
+                # No task waits for this response (most requests): nothing to release after
+                # it, so it need not be awaited here (a coroutine, 1,900 instructions). A task
+                # added from now on starts at once, as if the response had gone out in full.
+                self._sent()
+            else:
+                return _then(self._send(message), self._sent)
         return self._send(message)
 
     def _sent(self) -> None:
