@@ -40,8 +40,11 @@ _encoder: Final = json.JSONEncoder(allow_nan=False, ensure_ascii=False, separato
 
 def encode_arguments(
     registration: Registration, args: tuple[Any, ...], kwargs: dict[str, Any], max_bytes: int
-) -> str:
-    """Return the job's arguments as the JSON text every backend carries.
+) -> tuple[str, Arguments]:
+    """Return the job's arguments as the JSON text every backend carries, and decoded.
+
+    The decoded arguments are what a worker will receive; plain scalars, which decoding
+    would give back unchanged, are copied instead.
 
     Raises:
         TypeError: the arguments do not fit the job function's signature.
@@ -67,21 +70,15 @@ def encode_arguments(
             f"over the {max_bytes / 1024:.0f} KiB limit: store the data elsewhere (a database, "
             "object storage) and pass a reference to it, such as its key or URL"
         )
-    if _may_merge_keys(text, args, kwargs):
+    if _all_plain(args, kwargs):
+        return text, (list(args), dict(kwargs))
+    if _may_merge_keys(text):
         _refuse_colliding_keys(registration, args, kwargs)
-    return text
+    return text, decode_arguments(text)
 
 
-def decode_arguments(
-    text: str, args: tuple[Any, ...] | None = None, kwargs: dict[str, Any] | None = None
-) -> Arguments:
-    """Return the arguments a worker will receive: *text*, the payload, decoded.
-
-    Given the *args* and *kwargs* it was encoded from, plain scalars are copied instead:
-    decoding them would give them back unchanged.
-    """
-    if args is not None and kwargs is not None and _all_plain(args, kwargs):
-        return list(args), dict(kwargs)
+def decode_arguments(text: str) -> Arguments:
+    """Return the arguments a worker will receive: *text*, the payload, decoded."""
     decoded = json.loads(text)
     return decoded["args"], decoded["kwargs"]
 
@@ -119,14 +116,15 @@ def _bad_argument(name: str, bound: inspect.BoundArguments, exc: Exception) -> E
     return OffloadPayloadError(f"the arguments of job {name!r} cannot be sent as JSON: {exc}")
 
 
-def _may_merge_keys(text: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+def _may_merge_keys(text: str) -> bool:
     """Tell cheaply whether a dict in the arguments may have two keys JSON makes one.
 
-    Only a dict can, and only with a key that was no str: plain scalars hold no dict, nor
-    does a text with no "{" but the envelope's two, and a short text shows whether JSON
-    wrote such a key (a str key may look so too).
+    Asked only when the arguments are not all plain scalars, which hold no dict. Only a
+    dict can, and only with a key that was no str: a text with no "{" but the
+    envelope's two holds no dict, and a short text shows whether JSON wrote such a key (a
+    str key may look so too).
     """
-    if _all_plain(args, kwargs) or text.count("{") <= 2:
+    if text.count("{") <= 2:
         return False
     return len(text) > _SCAN_LIMIT or _CONVERTED_KEY.search(text) is not None
 
