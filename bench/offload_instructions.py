@@ -1,13 +1,16 @@
 """Instructions per offloaded job, counted by callgrind: what the offload bridge costs.
 
-Run ``python -m bench.offload_instructions`` (valgrind and redis-server needed; about two
-minutes). Jobs are offloaded in-process through a ``Scheduler`` and its ``Offloader``, as
-part 4 offloads them (64 at a time, each wave awaited), and counted twice under callgrind:
-with a warm-up only, and with N more jobs after it; the difference over N is the figure.
+Run ``python -m bench.offload_instructions`` (valgrind and redis-server needed; about five
+minutes on two cores). Jobs are offloaded in-process through a ``Scheduler`` and its
+``Offloader``, as part 4 offloads them (64 at a time, each wave awaited), and counted twice
+under callgrind: with a warm-up only, and with N more jobs after it; the difference over N
+is the figure.
 Three contenders: the bridge on ``MemoryBackend`` (lightwork's own cost: the ``offload()``
 call and its hand-off task, no engine), the bridge on SAQ, and SAQ's own client connected
 as lightwork's backend connects it (socket timeouts), on a throwaway local Redis. The SAQ
-ratio is the one part 4 times, without the noise: what a job costs the process, not Redis.
+ratio is the one part 4 times, without most of the noise: what a job costs the process, not
+Redis. The SAQ counts still move by 1-2% from run to run (how Redis's replies fall into the
+loop's reads), so compare them over several thousand jobs; the MemoryBackend one does not.
 """
 
 from __future__ import annotations
