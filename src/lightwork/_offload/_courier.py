@@ -24,7 +24,7 @@ from ._exceptions import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable
+    from collections.abc import Awaitable, Coroutine
 
     from .._core._handle import TaskHandle
     from ._backend import OffloadBackend
@@ -175,14 +175,18 @@ class Courier:
             self.schedule_round(retry_at)
         return "deferred"
 
-    async def _submit(self, job: PendingJob, *, first_delivery: bool = False) -> None:
+    def _submit(
+        self, job: PendingJob, *, first_delivery: bool = False
+    ) -> Coroutine[Any, Any, None]:
+        # Not a coroutine itself: what it returns is awaited directly, one frame fewer to
+        # resume at every step of every hand-off.
         delay = None if job.run_at is None else max(job.run_at - time.time(), 0.0)
         submission = Submission.from_payload(
             job.name, job.job_id, job.payload,
             delay=delay, priority=job.priority, options=job.options,
             first_delivery=first_delivery, arguments=job.arguments,
         )  # fmt: skip
-        await self.call(f"take job {job.name!r}", self.backend.submit(submission))
+        return self.call(f"take job {job.name!r}", self.backend.submit(submission))
 
     async def call(self, what: str, call: Awaitable[T]) -> T:
         """Await one backend call under ``call_timeout``, translating what escapes the adapter."""

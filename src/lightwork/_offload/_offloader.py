@@ -25,7 +25,6 @@ from ._outbox import Outbox, PendingJob
 from ._payload import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     check_options,
-    decode_arguments,
     encode_arguments,
 )
 from ._registry import is_offloadable, lookup
@@ -220,7 +219,7 @@ class Offloader:
     ) -> PendingJob:
         registration = lookup(target)
         name = registration.name
-        payload = encode_arguments(registration, args, kwargs, self.max_payload_bytes)
+        payload, arguments = encode_arguments(registration, args, kwargs, self.max_payload_bytes)
         capabilities = self.backend.capabilities
         fresh_id = job_id is None
         if job_id is None:
@@ -258,7 +257,7 @@ class Offloader:
             priority=priority,
             options=dict(options or {}),
             fresh_id=fresh_id,
-            arguments=decode_arguments(payload, args, kwargs),
+            arguments=arguments,
         )
 
     def _require(self, capable: bool, what: str) -> None:

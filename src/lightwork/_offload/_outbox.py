@@ -75,9 +75,13 @@ FROM dead_letter WHERE destination = ? AND job_id = ?
 """
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PendingJob:
-    """A validated job on its way to the engine: what the outbox stores for each one."""
+    """A validated job on its way to the engine: what the outbox stores for each one.
+
+    Never changed once made, but not frozen: every ``offload()`` makes one, and a frozen
+    dataclass sets each field through ``object.__setattr__``, at twice the cost.
+    """
 
     name: str
     job_id: str
