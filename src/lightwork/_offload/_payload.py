@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from _json import encode_basestring, make_encoder
 from itertools import chain
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
@@ -39,24 +38,6 @@ _SCAN_LIMIT: Final = 1024
 _encoder: Final = json.JSONEncoder(allow_nan=False, ensure_ascii=False, separators=(",", ":"))
 
 
-# What JSONEncoder.iterencode() gives json's C encoder for _encoder, after its fresh markers.
-_C_ENCODER_SETTINGS: Final = (
-    _encoder.default, encode_basestring, None, _encoder.key_separator,  # None: no indent
-    _encoder.item_separator, _encoder.sort_keys, _encoder.skipkeys, _encoder.allow_nan,
-)  # fmt: skip
-
-
-def _encode_envelope(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-    """Return ``_encoder.encode()`` of the payload's envelope, from json's C encoder itself.
-
-    ``encode()`` reaches the same C encoder through two Python frames and a closure: about
-    a third of what encoding cost each ``offload()``. The encoder is made for each call, as
-    ``encode()`` makes it, so that its cycle detection starts empty.
-    """
-    encoder = make_encoder({}, *_C_ENCODER_SETTINGS)
-    return "".join(encoder({"args": args, "kwargs": kwargs}, 0))
-
-
 def encode_arguments(
     registration: Registration, args: tuple[Any, ...], kwargs: dict[str, Any], max_bytes: int
 ) -> tuple[str, Arguments]:
@@ -77,7 +58,7 @@ def encode_arguments(
         except TypeError as exc:
             raise TypeError(f"offload({registration.name!r}): {exc}") from None
     try:
-        text = _encode_envelope(args, kwargs)
+        text = _encoder.encode({"args": args, "kwargs": kwargs})
         # One byte a character, or UTF-8's count, which also refuses lone surrogates.
         size = len(text) if text.isascii() else len(text.encode())
     except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
