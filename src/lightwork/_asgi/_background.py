@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, Final, final
 
 from .._core._handle import PENDING, TaskHandle
 from .._offload._scheduler import OffloadingSource
-from ._context import RequestInfo, bind_request, unbind_request
+from ._context import RequestInfo, bind_request
 from ._exceptions import BackgroundNotInstalledError
 
 if TYPE_CHECKING:
@@ -17,7 +17,6 @@ if TYPE_CHECKING:
 
     from .._core._types import RunIf
     from .._offload._scheduler import Scheduler
-    from ._response import ResponseWatch
 
 SCOPE_KEY: Final = "lightwork.background"
 
@@ -151,21 +150,6 @@ def open_request(
     else:
         scope["state"] = {"background": background}
     return background
-
-
-def close_request(
-    background: Background, response: ResponseWatch | None, error: BaseException | None
-) -> None:
-    """The app has returned, or raised *error*: settle what the response did not, and unbind.
-
-    One call for both, from the middleware's coroutine: each call from interpreted code into
-    compiled code costs a few hundred instructions, on every request.
-    """
-    if response is not None:
-        response.request_ended(error)
-    if background._unbind is not None:
-        unbind_request(background._unbind)
-        background._unbind = None
 
 
 def get_background(connection: HTTPConnection) -> Background:

@@ -9,8 +9,8 @@ from .._core import _watchdog
 from .._core._options import check_run_if
 from .._core._types import RunIf, StartPolicy
 from .._offload._scheduler import Scheduler
-from ._background import close_request, open_request
-from ._response import ResponseWatch
+from ._background import open_request
+from ._response import ResponseWatch, close_request
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
