@@ -122,13 +122,27 @@ class TrackedCoroutine:
     with ``None``. A coroutine to asyncio by its four methods (``collections.abc.Coroutine``
     recognises them), not by deriving from it: compiled, a class with a Python base (an ABC,
     or ``Generic``) gets a ``__dict__`` and a ``__weakref__`` slot, 16 bytes a task.
+
+    A step is ``__next__``: asyncio's task steps its coroutine with ``PyIter_Send(coro,
+    None)``, which calls the type's ``tp_iternext`` slot when it has one, a C call with no
+    arguments to parse, where ``send`` would be a method looked up and called with them
+    (300 instructions a step, compiled). ``throw`` leaves its exception in ``_thrown`` for
+    the step it then takes: the body of a step is one function, and one compiled frame for
+    the ``StopIteration`` that ends a task to unwind through.
     """
 
-    __slots__ = ("_coro", "_handle")
+    __slots__ = ("_coro", "_handle", "_thrown")
 
     def __init__(self, coro: Coroutine[Any, Any, Any], handle: TaskHandle[Any]) -> None:
         self._coro = coro
         self._handle = handle
+        self._thrown: type[BaseException] | BaseException | None = None
+
+    def send(self, value: object) -> Any:
+        """Take a step; asyncio sends only ``None``, as every coroutine it drives is sent."""
+        if value is not None:
+            raise TypeError(f"a lightwork task's coroutine is sent None, not {value!r}")
+        return self.__next__()
 
     def throw(
         self,
@@ -138,20 +152,24 @@ class TrackedCoroutine:
     ) -> Any:
         if val is not None or tb is not None:  # the old three-argument form
             error = val if isinstance(val, BaseException) else typ(val)  # type: ignore[operator]
-            return self.send(None, error.with_traceback(tb))
-        return self.send(None, typ)
+            self._thrown = error.with_traceback(tb)
+        else:
+            self._thrown = typ
+        return self.__next__()
 
-    def send(self, value: Any, error: type[BaseException] | BaseException | None = None) -> Any:
-        """Take a step: send *value* into the task's coroutine, or throw *error* into it.
-
-        ``throw`` comes here too, so that a step is one Python frame.
-        """
+    def __next__(self) -> Any:
+        """Take a step: send ``None`` into the task's coroutine, or throw ``_thrown`` into it."""
         handle = self._handle
         first = handle._started_at == 0.0  # not `not ...`: compiled, that boxes the float
         if first:
             handle._scheduler._on_first_step(handle, _clock())
+        error = self._thrown
         try:
-            result = self._coro.send(value) if error is None else self._coro.throw(error)
+            if error is None:
+                result = self._coro.send(None)
+            else:
+                self._thrown = None
+                result = self._coro.throw(error)
         except _StopIteration as stop:
             handle._scheduler._on_end(handle, None, stop.value, _clock())
             raise
@@ -176,21 +194,22 @@ class TimedCoroutine(TrackedCoroutine):
 
     __slots__ = ()
 
-    def send(self, value: Any, error: type[BaseException] | BaseException | None = None) -> Any:
-        """Take a step, timed: the same as ``TrackedCoroutine.send``, with two clock reads.
-
-        ``throw`` comes here too: one Python frame per step, and only one for the
-        ``StopIteration`` that ends a task to unwind through.
-        """
+    def __next__(self) -> Any:
+        """Take a step, timed: the same as ``TrackedCoroutine.__next__``, with two clock reads."""
         handle = self._handle
         gc_before = gc_seconds
         start = _clock()
         first = handle._started_at == 0.0  # not `not ...`: compiled, that boxes the float
         if first:
             handle._scheduler._on_first_step(handle, start)
+        error = self._thrown
         stepping.handle = handle  # written only on the loop thread
         try:
-            result = self._coro.send(value) if error is None else self._coro.throw(error)
+            if error is None:
+                result = self._coro.send(None)
+            else:
+                self._thrown = None
+                result = self._coro.throw(error)
         except _StopIteration as stop:
             handle._scheduler._on_end(handle, None, stop.value, self._account(start, gc_before))
             raise
