@@ -41,6 +41,9 @@ class _Histogram:
         self.max = 0.0
 
     def observe(self, value: float) -> None:
+        if value == 0.0:  # most blocked times, unless steps are timed: nothing to add or scan
+            self.counts[0] += 1
+            return
         # A scan from the first bound, not bisect_left(): most tasks land in the first few
         # buckets, and compiled, the scan compares unboxed floats where bisect_left() is a
         # call with a boxed one (1,100 instructions a task for its two histograms).
@@ -163,10 +166,7 @@ class TaskStats:
         stats.in_flight -= 1
         if duration is not None:
             stats.duration.observe(duration)
-        if blocked:
-            stats.blocked.observe(blocked)
-        else:  # most tasks, unless steps are timed: the first bucket, nothing to add
-            stats.blocked.counts[0] += 1
+        stats.blocked.observe(blocked)
 
     def warned(self, name: str, event: str) -> None:
         stats = self._names.get(name) or self._new_name(name)
