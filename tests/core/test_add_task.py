@@ -47,6 +47,25 @@ async def test_the_starlette_form_passes_every_keyword_to_the_function(
     assert handle.name == "greet"
 
 
+async def keywords_taken(**kwargs: object) -> dict[str, object]:
+    return kwargs
+
+
+async def test_every_option_name_is_the_function_s_own_keyword_in_the_starlette_form(
+    scheduler: Scheduler,
+) -> None:
+    given: dict[str, object] = {
+        "name": "mine", "timeout": "mine", "slow_threshold": 0, "block_threshold": None,
+        "on_complete": None, "on_error": "mine", "run_if": "mine", "shield": 1, "colour": 1,
+    }  # fmt: skip
+    for handle in (
+        scheduler.add_task(keywords_taken, **given),
+        await scheduler.add_task_wait(keywords_taken, **given),
+    ):
+        assert await handle == given
+        assert (handle.name, handle.timeout) == ("keywords_taken", 30.0)
+
+
 async def test_the_coroutine_form_takes_options(scheduler: Scheduler) -> None:
     handle = scheduler.add_task(greet("ada"), name="greeting", timeout=2, slow_threshold=0.5)
     assert (handle.name, handle.timeout, handle.slow_threshold) == ("greeting", 2, 0.5)

@@ -64,18 +64,14 @@ async def then(awaitable: Awaitable[T], done: Callable[[], object]) -> T:
 class WaitsForRoom(Protocol[H]):
     """A source of tasks whose ``add_task_wait`` waits for room (``TaskSource``)."""
 
-    def _line_up(
-        self, target: object, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[H, asyncio.Future[None] | None]: ...
+    def _line_up(self, new_task: Callable[[], H]) -> tuple[H, asyncio.Future[None] | None]: ...
     def _leave_line(self, handle: H, room: asyncio.Future[None]) -> None: ...
     def _accept(self, handle: H) -> None: ...
 
 
-async def add_when_room(
-    source: WaitsForRoom[H], target: object, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> H:
+async def add_when_room(source: WaitsForRoom[H], new_task: Callable[[], H]) -> H:
     """``add_task_wait``: make the task, wait in line for room if there is none, add it."""
-    handle, room = source._line_up(target, args, kwargs)
+    handle, room = source._line_up(new_task)
     if room is not None:
         try:
             await room

@@ -53,12 +53,14 @@ def check_run_if(value: object) -> None:
         )
 
 
-def _check_name(value: object) -> None:
+def check_name(value: object) -> None:
+    """Raise a clear error unless *value* is a non-empty string."""
     if not isinstance(value, str) or not value:
         raise TypeError(f"name must be a non-empty string, not {value!r}")
 
 
-def _check_callback(option: str, value: object) -> None:
+def check_callback(option: str, value: object) -> None:
+    """Raise a clear error unless *value* can be called."""
     if not _callable(value):
         raise TypeError(f"{option} must be callable, not {value!r}")
 
@@ -94,9 +96,9 @@ def check_option(option: str, value: object) -> bool:
     if option in ("timeout", "slow_threshold", "block_threshold"):  # compiled: three ==
         check_duration(option, value)
     elif option in ("on_complete", "on_error"):
-        _check_callback(option, value)
+        check_callback(option, value)
     elif option == "name":
-        _check_name(value)
+        check_name(value)
     elif option == "run_if":
         check_run_if(value)
     elif option == "shield":
@@ -110,8 +112,8 @@ def check_option(option: str, value: object) -> bool:
 class TaskOptions:
     """Options for a task; a field left unset falls through to the next layer.
 
-    Layers, most specific first: the ``add_task`` call (a plain dict, checked option by
-    option with ``check_option``: building one of these per call costs microseconds), the
+    Layers, most specific first: the ``add_task`` call (its keyword parameters, each checked
+    as it is read: building one of these per call costs microseconds), the
     ``@lightwork.task`` definition (one of these, made once, its options checked by
     ``task()``), then the scheduler's defaults.
     """

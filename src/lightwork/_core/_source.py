@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import reprlib
 from contextvars import copy_context
@@ -15,7 +16,18 @@ from ._definitions import facts_of, facts_of_coroutine
 from ._exceptions import BackgroundQueueFull
 from ._handle import TaskHandle, TaskOwner
 from ._lifecycle import observers
-from ._options import NO_OPTIONS, OPTION_NAMES, UNSET, TaskOptions, _Unset, check_option
+from ._options import (
+    NO_OPTIONS,
+    OPTION_NAMES,
+    UNSET,
+    TaskOptions,
+    _Unset,
+    check_callback,
+    check_duration,
+    check_flag,
+    check_name,
+    check_run_if,
+)
 from ._threads import run_in_thread
 
 if TYPE_CHECKING:
@@ -102,7 +114,21 @@ class TaskSource:
     def add_task(
         self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
     ) -> TaskHandle[T]: ...
-    def add_task(self, target: Any, /, *args: Any, **kwargs: Any) -> TaskHandle[Any]:
+    def add_task(
+        self,
+        target: Any,
+        /,
+        *args: Any,
+        name: Any = UNSET,
+        timeout: Any = UNSET,
+        slow_threshold: Any = UNSET,
+        block_threshold: Any = UNSET,
+        on_complete: Any = UNSET,
+        on_error: Any = UNSET,
+        run_if: Any = UNSET,
+        shield: Any = UNSET,
+        **kwargs: Any,
+    ) -> TaskHandle[Any]:
         """Run a task in the background and return its handle at once.
 
         Two forms:
@@ -116,7 +142,18 @@ class TaskSource:
         Args:
             target: an async or sync callable, or a coroutine object.
             *args: positional arguments for a callable ``target``.
-            **kwargs: keyword arguments for a callable ``target``, or options for a coroutine.
+            name: the task's name in logs and metrics (default: the function's qualified
+                name). This and the seven options below are a callable ``target``'s own
+                keyword arguments when it is one; lightwork's options for a coroutine.
+            timeout: seconds before the task is cancelled; ``None`` for no limit.
+            slow_threshold: seconds after which the task is reported slow; ``None`` for never.
+            block_threshold: seconds one step may hold the event loop before the task is
+                reported as blocking it; ``None`` to never report.
+            on_complete: called with the result when the task completes (sync or async).
+            on_error: called with what ended the task otherwise (sync or async).
+            run_if: which requests release the task (see ``RunIf``).
+            shield: let the task run past the shutdown's ``drain_timeout``.
+            **kwargs: keyword arguments for a callable ``target``.
 
         Returns:
             The task's handle; ``await`` it for the outcome, or ignore it.
@@ -135,26 +172,77 @@ class TaskSource:
             background.add_task(send_email("ada@example.com"), name="welcome", timeout=5)
             ```
         """
-        handle = self._new_task(target, args, kwargs)
+        handle = self._new_task(
+            target, args, kwargs, name, timeout, slow_threshold, block_threshold,
+            on_complete, on_error, run_if, shield,
+        )  # fmt: skip
         self._accept(handle)
         return handle
 
     def _new_task(
-        self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        target: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: Any,
+        timeout: Any,
+        slow_threshold: Any,
+        block_threshold: Any,
+        on_complete: Any,
+        on_error: Any,
+        run_if: Any,
+        shield: Any,
     ) -> TaskHandle[Any]:
-        """Check an ``add_task`` call and make its task's handle, not yet accepted."""
+        """Check an ``add_task`` call and make its task's handle, not yet accepted.
+
+        The options arrive as parameters of their own (``UNSET`` when not passed), not in
+        ``kwargs``: compiled, ``add_task`` parses a keyword parameter into a C variable,
+        where an option in ``**kwargs`` was put in a new dict, then read back out of it
+        (1,300 instructions a call with three options).
+        """
         scheduler = self._scheduler
         if isinstance(target, _CoroutineType):
             try:
                 if scheduler._phase != "running":  # so that the common case pays one test
                     scheduler._check_open()
-                return _from_coroutine(scheduler, target, args, kwargs)
+                if args:
+                    raise TypeError(
+                        "add_task() takes no positional arguments after a coroutine object; "
+                        "pass them when calling the coroutine function"
+                    )
+                if kwargs:
+                    raise TypeError(_unknown_options(kwargs))
+                _, definition, default_name = facts_of_coroutine(target)
+                handle = _with_options(
+                    scheduler, target, definition or NO_OPTIONS, default_name, name, timeout,
+                    slow_threshold, block_threshold, on_complete, on_error, run_if, shield,
+                )  # fmt: skip
             except BaseException:
                 target.close()
                 raise
+            if scheduler.log_args and target.cr_frame is not None:
+                # Any: on 3.13 f_locals is a FrameLocalsProxy, which compiled code typed by
+                # typeshed's ``dict`` would refuse.
+                frame: Any = target.cr_frame
+                handle._args = _args_repr.repr(dict(frame.f_locals))
+            return _added(scheduler, handle)
         if _callable(target):
             if scheduler._phase != "running":
                 scheduler._check_open()
+            if not (
+                name is UNSET
+                and timeout is UNSET
+                and slow_threshold is UNSET
+                and block_threshold is UNSET
+                and on_complete is UNSET
+                and on_error is UNSET
+                and run_if is UNSET
+                and shield is UNSET
+            ):  # the function's own keyword arguments, caught by the options' names
+                kwargs = _given_back(
+                    kwargs, (name, timeout, slow_threshold, block_threshold, on_complete,
+                             on_error, run_if, shield),
+                )  # fmt: skip
             return _from_callable(scheduler, target, args, kwargs)
         raise TypeError(_not_a_task(target))
 
@@ -201,18 +289,21 @@ class TaskSource:
             await background.add_task_wait(send_receipt, order_id)
             ```
         """
-        return add_when_room(self, target, args, kwargs)
+        options = [kwargs.pop(option, UNSET) for option in OPTION_NAMES]  # as add_task's
+        new_task = functools.partial(self._new_task, target, args, kwargs, *options)
+        return add_when_room(self, new_task)
 
     # The steps of ``add_when_room``, which does the waiting between them.
 
     def _line_up(
-        self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self, new_task: Callable[[], TaskHandle[Any]]
     ) -> tuple[TaskHandle[Any], asyncio.Future[None] | None]:
         """Add the task if there is room; else make it, and give the room to wait for."""
+        handle = new_task()
         admission = self._scheduler._admission
         if admission is None:
-            return self.add_task(target, *args, **kwargs), None
-        handle = self._new_task(target, args, kwargs)
+            self._accept(handle)
+            return handle, None
         try:
             room = admission.line_up(handle, held=self._held_tasks)
         except BackgroundQueueFull as exc:
@@ -235,27 +326,6 @@ class TaskSource:
         return None
 
 
-def _from_coroutine(
-    scheduler: SourceOwner,
-    coro: CoroutineType[Any, Any, Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> TaskHandle[Any]:
-    if args:
-        raise TypeError(
-            "add_task() takes no positional arguments after a coroutine object; "
-            "pass them when calling the coroutine function"
-        )
-    _, definition, name = facts_of_coroutine(coro)
-    handle = _new_handle(scheduler, coro, definition, name, kwargs)
-    if scheduler.log_args and coro.cr_frame is not None:
-        # Any: on 3.13 f_locals is a FrameLocalsProxy, which compiled code typed by typeshed's
-        # ``dict`` would refuse.
-        frame: Any = coro.cr_frame
-        handle._args = _args_repr.repr(dict(frame.f_locals))
-    return handle
-
-
 def _from_callable(
     scheduler: SourceOwner, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> TaskHandle[Any]:
@@ -268,7 +338,7 @@ def _from_callable(
         coro = run_inline(fn, args, kwargs)
     else:
         coro = run_in_thread(fn, args, kwargs, scheduler._thread_limiter)
-    handle = _new_handle(scheduler, coro, definition, name)
+    handle = _added(scheduler, _new_handle(scheduler, coro, definition, name))
     keeps_call = scheduler._keeps_call
     if keeps_call is not None and keeps_call(fn):  # to hand over at overflow or shutdown
         handle._job = (fn, args, kwargs)
@@ -282,22 +352,18 @@ def _new_handle(
     coro: Coroutine[Any, Any, Any],
     definition: TaskOptions | None,
     default_name: str,
-    call: dict[str, Any] | None = None,
 ) -> TaskHandle[Any]:
-    """Make the handle, each option taken from the call, else the definition, else the scheduler."""
-    if definition is None and not call:
-        handle = TaskHandle(
+    """Make the handle of a function's task: each option the definition's, else the scheduler's."""
+    if definition is None:
+        return TaskHandle(
             scheduler, default_name, coro, _copy_context(), scheduler.timeout,
             scheduler.slow_threshold, scheduler.block_threshold,
             None, None, None, False,  # noqa: FBT003
         )  # fmt: skip
-    else:
-        handle = _with_options(scheduler, coro, definition or NO_OPTIONS, default_name, call)
-    scheduler._stats.added(handle.name)
-    if observers:
-        for observer in tuple(observers):  # one may remove itself as it is told
-            observer.task_added(handle)
-    return handle
+    return _with_options(
+        scheduler, coro, definition, default_name,
+        UNSET, UNSET, UNSET, UNSET, UNSET, UNSET, UNSET, UNSET,
+    )  # fmt: skip
 
 
 def _with_options(
@@ -305,35 +371,37 @@ def _with_options(
     coro: Coroutine[Any, Any, Any],
     definition: TaskOptions,
     default_name: str,
-    call: dict[str, Any] | None,
+    name: Any,
+    timeout: Any,
+    slow: Any,
+    block: Any,
+    on_complete: Any,
+    on_error: Any,
+    run_if: Any,
+    shield: Any,
 ) -> TaskHandle[Any]:
-    name, timeout, slow = definition.name, definition.timeout, definition.slow_threshold
-    block, on_complete = definition.block_threshold, definition.on_complete
-    on_error, run_if, shield = definition.on_error, definition.run_if, definition.shield
-    if call is not None:
-        # The call's options in one pass, each checked as it is read: compiled, comparing
-        # an option's name with a literal is a pointer test, where a .get() hashed and probed.
-        for option, value in call.items():
-            if not check_option(option, value):
-                raise TypeError(_unknown_options(call))
-            if option == "timeout":  # None: no limit; the others' None leaves them unset
-                timeout = value
-            elif option == "slow_threshold":
-                slow = value
-            elif option == "block_threshold":
-                block = value
-            elif value is None:
-                continue
-            elif option == "on_complete":
-                on_complete = value
-            elif option == "on_error":
-                on_error = value
-            elif option == "name":
-                name = value
-            elif option == "run_if":
-                run_if = value
-            else:  # shield
-                shield = value
+    """Make the handle: each option the call's (checked here), else the definition's.
+
+    An option the call did not pass is ``UNSET``. ``None`` means no limit for the three
+    durations, and leaves the other options to the definition.
+    """
+    timeout = _duration("timeout", timeout, definition.timeout)
+    slow = _duration("slow_threshold", slow, definition.slow_threshold)
+    block = _duration("block_threshold", block, definition.block_threshold)
+    on_complete = _callback("on_complete", on_complete, definition.on_complete)
+    on_error = _callback("on_error", on_error, definition.on_error)
+    if name is UNSET or name is None:
+        name = definition.name
+    else:
+        check_name(name)
+    if run_if is UNSET or run_if is None:
+        run_if = definition.run_if
+    else:
+        check_run_if(run_if)
+    if shield is UNSET or shield is None:
+        shield = definition.shield
+    else:
+        check_flag("shield", shield)
     return TaskHandle(
         scheduler,
         name or default_name,
@@ -347,6 +415,37 @@ def _with_options(
         run_if,
         bool(shield),
     )
+
+
+def _duration(option: str, value: Any, defined: float | _Unset | None) -> Any:
+    """The call's *value* for a duration, checked (``None``: no limit), else the definition's."""
+    if value is UNSET:
+        return defined
+    check_duration(option, value)
+    return value
+
+
+def _callback(option: str, value: Any, defined: Callable[..., object] | None) -> Any:
+    """The call's callback, checked, else (not passed, or ``None``) the definition's."""
+    if value is UNSET or value is None:
+        return defined
+    check_callback(option, value)
+    return value
+
+
+def _added(scheduler: SourceOwner, handle: TaskHandle[Any]) -> TaskHandle[Any]:
+    """Count a new task and tell the observers of it."""
+    scheduler._stats.added(handle.name)
+    if observers:
+        for observer in tuple(observers):  # one may remove itself as it is told
+            observer.task_added(handle)
+    return handle
+
+
+def _given_back(kwargs: dict[str, Any], options: tuple[Any, ...]) -> dict[str, Any]:
+    """A function's keyword arguments, with those that ``add_task``'s option names caught."""
+    caught = zip(OPTION_NAMES, options, strict=True)
+    return {**kwargs, **{name: value for name, value in caught if value is not UNSET}}
 
 
 def _unknown_options(options: dict[str, Any]) -> str:
