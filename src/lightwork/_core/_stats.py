@@ -9,7 +9,7 @@ the status page call at their own pace.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, final
 
 from ._handle import COMPLETED, TERMINAL_STATES, TaskState
 from ._logging import TASK_BLOCKING, TASK_SLOW
@@ -31,18 +31,33 @@ from data (``name=f"email-{user_id}"``) cannot grow memory or metric labels with
 OTHER_NAME: Final = "(other)"
 
 
+@final
+class _Tally:
+    """One bucket's count.
+
+    Compiled, an int in a slot is added to in place, where an int in a list is boxed anew at
+    each addition once past 256: an object made, and the old one freed.
+    """
+
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
+
+
 class _Histogram:
     __slots__ = ("bounds", "counts", "max", "sum")
 
     def __init__(self, bounds: tuple[float, ...]) -> None:
         self.bounds = bounds
-        self.counts = [0] * (len(bounds) + 1)  # per bucket; the last one is above every bound
+        # Per bucket; the last one is above every bound.
+        self.counts = [_Tally() for _ in range(len(bounds) + 1)]
         self.sum = 0.0
         self.max = 0.0
 
     def observe(self, value: float) -> None:
         if value == 0.0:  # most blocked times, unless steps are timed: nothing to add or scan
-            self.counts[0] += 1
+            self.counts[0].n += 1
             return
         # A scan from the first bound, not bisect_left(): most tasks land in the first few
         # buckets, and compiled, the scan compares unboxed floats where bisect_left() is a
@@ -52,21 +67,21 @@ class _Histogram:
             if value <= bound:
                 break
             bucket += 1
-        self.counts[bucket] += 1
+        self.counts[bucket].n += 1
         self.sum += value
         if value > self.max:  # noqa: PLR1730 -- max() costs five times this, on the hot path
             self.max = value
 
     def add(self, other: _Histogram) -> None:
-        for i, n in enumerate(list(other.counts)):
-            self.counts[i] += n
+        for tally, more in zip(self.counts, list(other.counts), strict=True):
+            tally.n += more.n
         self.sum += other.sum
         self.max = max(self.max, other.max)
 
     def snapshot(self) -> dict[str, Any]:
         cumulative, total = [], 0
-        for n in list(self.counts):
-            total += n
+        for tally in list(self.counts):
+            total += tally.n
             cumulative.append(total)
         return {"counts": cumulative, "count": total, "sum": self.sum, "max": self.max}
 
