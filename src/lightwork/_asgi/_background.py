@@ -6,17 +6,16 @@ from typing import TYPE_CHECKING, Any, Final, final
 
 from .._core._handle import PENDING, TaskHandle
 from .._offload._scheduler import OffloadingSource
-from ._context import RequestInfo, bind_request
 from ._exceptions import BackgroundNotInstalledError
 
 if TYPE_CHECKING:
     from contextvars import Token
 
     from starlette.requests import HTTPConnection
-    from starlette.types import Scope
 
     from .._core._types import RunIf
     from .._offload._scheduler import Scheduler
+    from ._context import RequestInfo
 
 SCOPE_KEY: Final = "lightwork.background"
 
@@ -129,27 +128,6 @@ class Background(OffloadingSource):
         if not complete:
             return f"the response was cut off before its end (run_if={run_if!r})"
         return None
-
-
-def open_request(
-    scope: Scope, scheduler: Scheduler, run_if: RunIf, released: bool, bind: bool
-) -> Background:
-    """Make a request's ``Background`` and put it where its handlers find it.
-
-    At ``scope["lightwork.background"]`` and in the request's state, which the ASGI spec has
-    servers copy from the lifespan state for each request: no copy here. With *bind*, the
-    request is the current one (for its log events) until ``close_request``.
-    """
-    request = RequestInfo(scope)
-    background = Background(scheduler, run_if, request, released=released)
-    if bind:
-        background._unbind = bind_request(request)
-    scope[SCOPE_KEY] = background
-    if "state" in scope:  # `in` then `[]`: compiled, `.get()` is a method call
-        scope["state"]["background"] = background
-    else:
-        scope["state"] = {"background": background}
-    return background
 
 
 def get_background(connection: HTTPConnection) -> Background:

@@ -9,8 +9,7 @@ from .._core import _watchdog
 from .._core._options import check_run_if
 from .._core._types import RunIf, StartPolicy
 from .._offload._scheduler import Scheduler
-from ._background import open_request
-from ._response import ResponseWatch, close_request
+from ._response import close_request, open_request
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -108,20 +107,19 @@ class BackgroundMiddleware:
             return
         # Websockets have no response to wait for: their tasks start at once.
         released = kind == "websocket" or self.start == "immediately"
-        background = open_request(
-            scope, self.scheduler, self.run_if, released, self.request_context
+        response = open_request(
+            scope, send, self.scheduler, self.run_if, released, self.request_context
         )
         watched = asyncio.current_task() if _watchdog.watching else None
         if watched is not None:  # so that a stuck loop is blamed on it
-            _watchdog.requests[watched] = background._request.route
-        response = None if released else ResponseWatch(send, background)
+            _watchdog.requests[watched] = response._background._request.route
         try:
-            await self.app(scope, receive, send if response is None else response)
+            await self.app(scope, receive, send if released else response)
         except BaseException as exc:
-            close_request(background, response, exc)
+            close_request(response, exc)
             raise
         else:
-            close_request(background, response, None)
+            close_request(response, None)
         finally:
             if watched is not None:
                 _watchdog.requests.pop(watched, None)

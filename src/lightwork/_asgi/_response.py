@@ -1,6 +1,7 @@
-"""``ResponseWatch``: the ``send`` an app gets when its request's tasks wait for the response.
+"""A request's life in the middleware: ``open_request``, ``ResponseWatch``, ``close_request``.
 
-And ``close_request``, which settles it, and the request, when the app returns or raises.
+``ResponseWatch`` is the ``send`` an app gets when its request's tasks wait for the
+response; ``close_request`` settles it, and the request, when the app returns or raises.
 """
 
 from __future__ import annotations
@@ -8,14 +9,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final, final
 
 from .._core import _awaiting
-from ._context import unbind_request
+from ._background import SCOPE_KEY, Background
+from ._context import RequestInfo, bind_request, unbind_request
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
-    from starlette.types import Message, Send
+    from starlette.types import Message, Scope, Send
 
-    from ._background import Background
+    from .._core._types import RunIf
+    from .._offload._scheduler import Scheduler
 
 _then: Final = _awaiting.then  # a C static, compiled: no look-up in the module's dict
 
@@ -68,16 +71,34 @@ class ResponseWatch:
             self._background._release(self.status, error, complete=self.complete)
 
 
-def close_request(
-    background: Background, response: ResponseWatch | None, error: BaseException | None
-) -> None:
-    """The app has returned, or raised *error*: settle what the response did not, and unbind.
+def open_request(
+    scope: Scope, send: Send, scheduler: Scheduler, run_if: RunIf, released: bool, bind: bool
+) -> ResponseWatch:
+    """Make a request's ``Background``, put it where its handlers find it, and watch *send*.
 
-    One call for both, from the middleware's coroutine: each call from interpreted code into
+    At ``scope["lightwork.background"]`` and in the request's state, which the ASGI spec has
+    servers copy from the lifespan state for each request: no copy here. With *bind*, the
+    request is the current one (for its log events) until ``close_request``. The app gets
+    the watch as its ``send`` unless the request's tasks are *released* at once. One call
+    from the middleware's coroutine for all of it: each call from interpreted code into
     compiled code costs a few hundred instructions, on every request.
     """
-    if response is not None:
-        response.request_ended(error)
+    request = RequestInfo(scope)
+    background = Background(scheduler, run_if, request, released=released)
+    if bind:
+        background._unbind = bind_request(request)
+    scope[SCOPE_KEY] = background
+    if "state" in scope:  # `in` then `[]`: compiled, `.get()` is a method call
+        scope["state"]["background"] = background
+    else:
+        scope["state"] = {"background": background}
+    return ResponseWatch(send, background)
+
+
+def close_request(response: ResponseWatch, error: BaseException | None) -> None:
+    """The app has returned, or raised *error*: settle what the response did not, and unbind."""
+    response.request_ended(error)
+    background = response._background
     if background._unbind is not None:
         unbind_request(background._unbind)
         background._unbind = None
