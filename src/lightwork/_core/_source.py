@@ -225,8 +225,7 @@ class TaskSource:
                 # typeshed's ``dict`` would refuse.
                 frame: Any = target.cr_frame
                 handle._args = _args_repr.repr(dict(frame.f_locals))
-            return _added(scheduler, handle)
-        if _callable(target):
+        elif _callable(target):
             if scheduler._phase != "running":
                 scheduler._check_open()
             if not (
@@ -243,8 +242,14 @@ class TaskSource:
                     kwargs, (name, timeout, slow_threshold, block_threshold, on_complete,
                              on_error, run_if, shield),
                 )  # fmt: skip
-            return _from_callable(scheduler, target, args, kwargs)
-        raise TypeError(_not_a_task(target))
+            handle = _from_callable(scheduler, target, args, kwargs)
+        else:
+            raise TypeError(_not_a_task(target))
+        scheduler._stats.added(handle.name)
+        if observers:
+            for observer in tuple(observers):  # one may remove itself as it is told
+                observer.task_added(handle)
+        return handle
 
     @overload
     def add_task_wait(
@@ -338,7 +343,7 @@ def _from_callable(
         coro = run_inline(fn, args, kwargs)
     else:
         coro = run_in_thread(fn, args, kwargs, scheduler._thread_limiter)
-    handle = _added(scheduler, _new_handle(scheduler, coro, definition, name))
+    handle = _new_handle(scheduler, coro, definition, name)
     keeps_call = scheduler._keeps_call
     if keeps_call is not None and keeps_call(fn):  # to hand over at overflow or shutdown
         handle._job = (fn, args, kwargs)
@@ -431,15 +436,6 @@ def _callback(option: str, value: Any, defined: Callable[..., object] | None) ->
         return defined
     check_callback(option, value)
     return value
-
-
-def _added(scheduler: SourceOwner, handle: TaskHandle[Any]) -> TaskHandle[Any]:
-    """Count a new task and tell the observers of it."""
-    scheduler._stats.added(handle.name)
-    if observers:
-        for observer in tuple(observers):  # one may remove itself as it is told
-            observer.task_added(handle)
-    return handle
 
 
 def _given_back(kwargs: dict[str, Any], options: tuple[Any, ...]) -> dict[str, Any]:
