@@ -22,6 +22,7 @@ from ._exceptions import (
     BackendUnavailableError,
     OffloadError,
 )
+from ._timeouts import CallTimeouts
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Coroutine
@@ -58,6 +59,7 @@ class Courier:
         self._debug = False  # whether to log offload_enqueued: asked when binding
         self._loop: asyncio.AbstractEventLoop | None = None
         self._round_timer: asyncio.TimerHandle | None = None
+        self._timeouts: CallTimeouts | None = None  # made on the first call on a loop
         self._round_due = float("inf")
         self._round_task: asyncio.Task[None] | None = None
         self._round_again = False
@@ -190,25 +192,20 @@ class Courier:
 
     async def call(self, what: str, call: Awaitable[T]) -> T:
         """Await one backend call under ``call_timeout``, translating what escapes the adapter."""
-        # Every job makes this call: a bare loop timer that cancels the task costs half of
-        # ``asyncio.timeout()``. As there, ``uncancel()`` tells our cancellation from another.
-        task = asyncio.current_task()
+        # Timed out as ``asyncio.timeout()`` does, by cancelling the task, and ``uncancel()``
+        # tells our cancellation from another; but on a timer shared by all calls.
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
         assert task is not None
-        cancelling, expired = task.cancelling(), False
-
-        def expire() -> None:
-            nonlocal expired
-            expired = True
-            task.cancel()
-
-        timer = asyncio.get_running_loop().call_later(self.call_timeout, expire)
+        timeouts = self._timeouts
+        if timeouts is None or timeouts.loop is not loop:
+            timeouts = self._timeouts = CallTimeouts(loop, self.call_timeout)
+        cancelling, calls = task.cancelling(), timeouts.watch(task)
         try:
             return await call
         except asyncio.CancelledError as exc:
-            if expired:
-                expired = False
-                if task.uncancel() <= cancelling:  # ours alone: the call timed out
-                    raise self._timed_out(what) from exc
+            if calls.pop(task, False) and task.uncancel() <= cancelling:  # ours alone
+                raise self._timed_out(what) from exc
             raise
         except OffloadError:
             raise
@@ -217,8 +214,7 @@ class Courier:
         except Exception as exc:
             raise BackendError(f"{self.backend!r} failed to {what}: {exc!r}") from exc
         finally:
-            timer.cancel()
-            if expired:  # the call swallowed our cancellation: withdraw it
+            if calls.pop(task, False):  # the call swallowed our cancellation: withdraw it
                 task.uncancel()
 
     def _timed_out(self, what: str) -> BackendTimeoutError:
