@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import os
 import time
 from typing import TYPE_CHECKING, Any, Final
@@ -196,7 +197,7 @@ class Offloader:
                 self._courier.keep_cancelled(job)
 
         delivery = source.add_task(
-            self._courier.deliver(job), name=f"offload {job.name}", on_error=forget
+            self._courier.deliver(job), name=_hand_off_name(job.name), on_error=forget
         )
         if not delivery.done():  # so that job(job_id) says "submitting", not "unknown"
             self._courier.handing_over[job_id] = delivery
@@ -249,16 +250,13 @@ class Offloader:
                 )
             check_options(name, options)
             self.backend.check_options(options)
+        now = time.time()
+        # By position, at half the cost of keywords: name, job_id, payload, run_at, priority,
+        # options, created_at, attempts, fresh_id, arguments.
         return PendingJob(
-            name=name,
-            job_id=job_id,
-            payload=payload,
-            run_at=None if delay is None else time.time() + delay,
-            priority=priority,
-            options=dict(options or {}),
-            fresh_id=fresh_id,
-            arguments=arguments,
-        )
+            name, job_id, payload, None if delay is None else now + delay, priority,
+            dict(options or {}), now, 0, fresh_id, arguments,
+        )  # fmt: skip
 
     def _require(self, capable: bool, what: str) -> None:
         if not capable:
@@ -356,6 +354,12 @@ class Offloader:
         if not self.backend.capabilities.cancel:
             raise self.backend.unsupported("cancel jobs")
         return await self._courier.call("cancel a job", self.backend.cancel(job_id))
+
+
+@functools.lru_cache(maxsize=256)
+def _hand_off_name(name: str) -> str:
+    """Return the name of the hand-off task of a job of *name*: made once per job name."""
+    return f"offload {name}"
 
 
 def _is_utf8(text: str) -> bool:
