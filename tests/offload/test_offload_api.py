@@ -344,6 +344,8 @@ async def test_cancel_before_the_hand_off_means_the_job_is_never_sent(
     await lightwork_tasks.join()
     assert backend.submissions == []
     assert await ref.status() is JobStatus.CANCELLED
+    courier = scheduler.offloader._courier
+    assert (courier.handing_over, courier.unstarted) == ({}, {})  # forgotten, not kept
 
 
 async def test_cancel_a_job_the_engine_has_queued() -> None:
@@ -438,7 +440,8 @@ async def test_a_job_looked_up_by_id_while_it_is_being_handed_over_is_submitting
         assert await found.status() is JobStatus.SUBMITTING  # not "unknown" to the engine yet
         background._release(200, None, complete=True)
         await wait_for_status(found, JobStatus.QUEUED)
-        assert scheduler.offloader._courier.handing_over == {}
+        courier = scheduler.offloader._courier
+        assert (courier.handing_over, courier.unstarted) == ({}, {})
 
 
 async def test_a_task_whose_arguments_misfit_its_job_is_dropped_not_stuck_at_overflow_or_spill(

@@ -58,6 +58,8 @@ class Courier:
         self.counts = {"enqueued": 0, "deferred": 0, "failed": 0}
         self.handing_over: dict[str, TaskHandle[Any]] = {}
         """Job id -> its hand-off while it runs, so that a ``JobRef`` says "submitting"."""
+        self.unstarted: dict[int, PendingJob] = {}
+        """Hand-off task id -> its job, until the task's first step: see ``forget_unstarted``."""
         self._debug = False  # whether to log offload_enqueued: asked when binding
         self._loop: asyncio.AbstractEventLoop | None = None
         self._round_timer: asyncio.TimerHandle | None = None
@@ -111,6 +113,9 @@ class Courier:
     @task(timeout=None, slow_threshold=None)
     async def deliver(self, job: PendingJob) -> Delivery:
         """The background task behind each ``offload()``: it never raises but to be cancelled."""
+        if job.hand_off is not None:  # its first step: forget_unstarted() is not for it now
+            del self.unstarted[job.hand_off.id]
+            job.hand_off = None
         try:
             if self._loop is not asyncio.get_running_loop():  # bound at the first hand-off
                 self.bind()
@@ -141,6 +146,22 @@ class Courier:
             raise
         finally:
             self.handing_over.pop(job.job_id, None)
+
+    def forget_unstarted(self, error: BaseException) -> None:
+        """The ``on_error`` of every hand-off: forget one that never ran, keep its job at shutdown.
+
+        A hand-off that ran forgets itself as it ends. One bound method for all hand-offs,
+        which finds the job by the task id the error carries: a closure per ``offload()``,
+        held by its task to the end, kept objects in the garbage collector's youngest
+        generation and made it collect a third more often while jobs were in flight.
+        """
+        job = self.unstarted.pop(getattr(error, "task_id", -1), None)
+        if job is None or job.hand_off is None:  # the hand-off ran, or never was pending
+            return
+        delivery, job.hand_off = job.hand_off, None
+        never_ran = self.handing_over.pop(job.job_id, None) is not None
+        if never_ran and delivery._cancel_reason == "shutdown":  # before its first step
+            self.keep_cancelled(job)
 
     def keep_cancelled(self, job: PendingJob) -> None:
         """Keep a hand-off cancelled at shutdown in the outbox, if any, for the next run."""

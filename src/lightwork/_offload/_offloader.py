@@ -116,6 +116,7 @@ class Offloader:
         self.call_timeout = call_timeout
         self._destination = backend.destination
         self._courier = Courier(backend, outbox, call_timeout)
+        self._forget_unstarted = self._courier.forget_unstarted  # one for every hand-off
 
     def __repr__(self) -> str:
         counts = " ".join(f"{k}={v}" for k, v in self._courier.counts.items())
@@ -189,18 +190,14 @@ class Offloader:
             )
         # No binding here: offload() may be called from a sync endpoint's thread; the
         # hand-off task binds the offloader to the scheduler's loop when it runs.
-        job_id = job.job_id
-
-        def forget(error: object) -> None:  # a hand-off that ran forgets itself as it ends
-            never_ran = self._courier.handing_over.pop(job_id, None) is not None
-            if never_ran and delivery._cancel_reason == "shutdown":  # before its first step
-                self._courier.keep_cancelled(job)
-
+        job_id, courier = job.job_id, self._courier
         delivery = source.add_task(
-            self._courier.deliver(job), name=_hand_off_name(job.name), on_error=forget
+            courier.deliver(job), name=_hand_off_name(job.name), on_error=self._forget_unstarted
         )
         if not delivery.done():  # so that job(job_id) says "submitting", not "unknown"
-            self._courier.handing_over[job_id] = delivery
+            courier.handing_over[job_id] = delivery
+            if not delivery._started_at:  # no eager task factory ran its first step
+                job.hand_off, courier.unstarted[delivery.id] = delivery, job
         return JobRef(self, job.name, job_id, delivery)
 
     def job(self, job_id: str, name: str = "") -> JobRef[Any]:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import os
     from collections.abc import Iterator, Mapping
 
+    from .._core._handle import TaskHandle
     from ._payload import Arguments, JSONValue
 
 DEFAULT_OUTBOX_PATH: Final = "lightwork-outbox.sqlite3"
@@ -99,6 +100,9 @@ class PendingJob:
     arguments: Arguments | None = field(default=None, compare=False, repr=False)
     """The payload decoded, kept from ``offload()``; never stored: a job read back from the
     outbox decodes its payload."""
+    hand_off: TaskHandle[Any] | None = field(default=None, compare=False, repr=False)
+    """The task that hands the job over, from ``offload()`` until that task's first step;
+    never stored."""
 
 
 @dataclass(frozen=True, slots=True)
