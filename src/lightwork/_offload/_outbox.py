@@ -80,8 +80,9 @@ FROM dead_letter WHERE destination = ? AND job_id = ?
 class PendingJob:
     """A validated job on its way to the engine: what the outbox stores for each one.
 
-    Never changed once made, but not frozen: every ``offload()`` makes one, and a frozen
-    dataclass sets each field through ``object.__setattr__``, at twice the cost.
+    Never changed once made but for ``hand_off``, which is not stored; not frozen: every
+    ``offload()`` makes one, and a frozen dataclass sets each field through
+    ``object.__setattr__``, at twice the cost.
     """
 
     name: str
