@@ -11,6 +11,7 @@ import enum
 import math
 import pickle
 import re
+import sys
 from collections.abc import AsyncIterator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
@@ -157,6 +158,24 @@ async def test_an_argument_that_json_cannot_carry_is_named(scheduler: Scheduler)
     with pytest.raises(lightwork.OffloadPayloadError, match=r"argument 'a' of job 'add'"):
         scheduler.offload(jobs.add, math.nan)  # type: ignore[call-overload]
     assert scheduler.counts()["added"] == 0  # nothing was scheduled
+
+
+async def test_an_argument_that_holds_itself_is_named_and_one_nested_too_deep_raises(
+    scheduler: Scheduler,
+) -> None:
+    """Arguments are first encoded without the check for cycles: a cycle is still named."""
+    loop: list[object] = []
+    loop.append(loop)
+    with pytest.raises(lightwork.OffloadPayloadError, match="Circular reference") as caught:
+        scheduler.offload(jobs.add, 1, b=loop)  # type: ignore[arg-type]
+    assert "argument 'b' of job 'add'" in str(caught.value)
+    assert isinstance(caught.value.__cause__, ValueError)
+    deep: list[object] = []
+    for _ in range(sys.getrecursionlimit() * 2):
+        deep = [deep]
+    with pytest.raises(RecursionError):
+        scheduler.offload(jobs.add, 1, b=deep)  # type: ignore[arg-type]
+    assert scheduler.counts()["added"] == 0
 
 
 async def test_a_payload_over_the_limit_says_to_pass_a_reference(backend: MemoryBackend) -> None:
@@ -325,6 +344,8 @@ async def test_cancel_before_the_hand_off_means_the_job_is_never_sent(
     await lightwork_tasks.join()
     assert backend.submissions == []
     assert await ref.status() is JobStatus.CANCELLED
+    courier = scheduler.offloader._courier
+    assert (courier.handing_over, courier.unstarted) == ({}, {})  # forgotten, not kept
 
 
 async def test_cancel_a_job_the_engine_has_queued() -> None:
@@ -419,7 +440,8 @@ async def test_a_job_looked_up_by_id_while_it_is_being_handed_over_is_submitting
         assert await found.status() is JobStatus.SUBMITTING  # not "unknown" to the engine yet
         background._release(200, None, complete=True)
         await wait_for_status(found, JobStatus.QUEUED)
-        assert scheduler.offloader._courier.handing_over == {}
+        courier = scheduler.offloader._courier
+        assert (courier.handing_over, courier.unstarted) == ({}, {})
 
 
 async def test_a_task_whose_arguments_misfit_its_job_is_dropped_not_stuck_at_overflow_or_spill(

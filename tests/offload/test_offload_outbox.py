@@ -257,6 +257,7 @@ async def test_a_hand_off_cancelled_at_shutdown_before_its_first_step_is_kept_to
             await ref._delivery
         assert await ref.status() is JobStatus.DEFERRED
         assert await outbox.where("memory", "never-stepped") == "outbox"
+        assert (offloader._courier.handing_over, offloader._courier.unstarted) == ({}, {})
     [deferred] = events(logs, "offload_deferred")
     assert deferred["reason"] == "cancelled at shutdown"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import os
 import time
 from typing import TYPE_CHECKING, Any, Final
@@ -115,6 +116,7 @@ class Offloader:
         self.call_timeout = call_timeout
         self._destination = backend.destination
         self._courier = Courier(backend, outbox, call_timeout)
+        self._forget_unstarted = self._courier.forget_unstarted  # one for every hand-off
 
     def __repr__(self) -> str:
         counts = " ".join(f"{k}={v}" for k, v in self._courier.counts.items())
@@ -188,18 +190,14 @@ class Offloader:
             )
         # No binding here: offload() may be called from a sync endpoint's thread; the
         # hand-off task binds the offloader to the scheduler's loop when it runs.
-        job_id = job.job_id
-
-        def forget(error: object) -> None:  # a hand-off that ran forgets itself as it ends
-            never_ran = self._courier.handing_over.pop(job_id, None) is not None
-            if never_ran and delivery._cancel_reason == "shutdown":  # before its first step
-                self._courier.keep_cancelled(job)
-
+        job_id, courier = job.job_id, self._courier
         delivery = source.add_task(
-            self._courier.deliver(job), name=f"offload {job.name}", on_error=forget
+            courier.deliver(job), name=_hand_off_name(job.name), on_error=self._forget_unstarted
         )
         if not delivery.done():  # so that job(job_id) says "submitting", not "unknown"
-            self._courier.handing_over[job_id] = delivery
+            courier.handing_over[job_id] = delivery
+            if not delivery._started_at:  # no eager task factory ran its first step
+                job.hand_off, courier.unstarted[delivery.id] = delivery, job
         return JobRef(self, job.name, job_id, delivery)
 
     def job(self, job_id: str, name: str = "") -> JobRef[Any]:
@@ -249,16 +247,13 @@ class Offloader:
                 )
             check_options(name, options)
             self.backend.check_options(options)
+        now = time.time()
+        # By position, at half the cost of keywords: name, job_id, payload, run_at, priority,
+        # options, created_at, attempts, fresh_id, arguments.
         return PendingJob(
-            name=name,
-            job_id=job_id,
-            payload=payload,
-            run_at=None if delay is None else time.time() + delay,
-            priority=priority,
-            options=dict(options or {}),
-            fresh_id=fresh_id,
-            arguments=arguments,
-        )
+            name, job_id, payload, None if delay is None else now + delay, priority,
+            dict(options or {}), now, 0, fresh_id, arguments,
+        )  # fmt: skip
 
     def _require(self, capable: bool, what: str) -> None:
         if not capable:
@@ -356,6 +351,12 @@ class Offloader:
         if not self.backend.capabilities.cancel:
             raise self.backend.unsupported("cancel jobs")
         return await self._courier.call("cancel a job", self.backend.cancel(job_id))
+
+
+@functools.lru_cache(maxsize=256)
+def _hand_off_name(name: str) -> str:
+    """Return the name of the hand-off task of a job of *name*: made once per job name."""
+    return f"offload {name}"
 
 
 def _is_utf8(text: str) -> bool:

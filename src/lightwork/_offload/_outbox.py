@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import os
     from collections.abc import Iterator, Mapping
 
+    from .._core._handle import TaskHandle
     from ._payload import Arguments, JSONValue
 
 DEFAULT_OUTBOX_PATH: Final = "lightwork-outbox.sqlite3"
@@ -79,8 +80,9 @@ FROM dead_letter WHERE destination = ? AND job_id = ?
 class PendingJob:
     """A validated job on its way to the engine: what the outbox stores for each one.
 
-    Never changed once made, but not frozen: every ``offload()`` makes one, and a frozen
-    dataclass sets each field through ``object.__setattr__``, at twice the cost.
+    Never changed once made but for ``hand_off``, which is not stored; not frozen: every
+    ``offload()`` makes one, and a frozen dataclass sets each field through
+    ``object.__setattr__``, at twice the cost.
     """
 
     name: str
@@ -99,6 +101,9 @@ class PendingJob:
     arguments: Arguments | None = field(default=None, compare=False, repr=False)
     """The payload decoded, kept from ``offload()``; never stored: a job read back from the
     outbox decodes its payload."""
+    hand_off: TaskHandle[Any] | None = field(default=None, compare=False, repr=False)
+    """The task that hands the job over, from ``offload()`` until that task's first step;
+    never stored."""
 
 
 @dataclass(frozen=True, slots=True)
