@@ -198,7 +198,8 @@ class TaskSource:
         The options arrive as parameters of their own (``UNSET`` when not passed), not in
         ``kwargs``: compiled, ``add_task`` parses a keyword parameter into a C variable,
         where an option in ``**kwargs`` was put in a new dict, then read back out of it
-        (1,300 instructions a call with three options).
+        (1,400 instructions a call with three options; a call with none pays 570 more, to
+        parse the eight it was not given).
         """
         scheduler = self._scheduler
         if isinstance(target, _CoroutineType):
