@@ -8,6 +8,7 @@ within a bucket of its time.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 from typing import TYPE_CHECKING, Any, cast
@@ -15,14 +16,13 @@ from typing import TYPE_CHECKING, Any, cast
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import lightwork
+from lightwork import TaskHandle
 from lightwork._core import _deadlines
 from lightwork._core._deadlines import RESOLUTION_S, SLACK, Deadlines
 
 if TYPE_CHECKING:
-    import asyncio
     from collections.abc import Callable, Iterator
-
-    from lightwork import TaskHandle
 
 
 class Clock:
@@ -58,27 +58,46 @@ class Loop:
         return min(live, key=lambda t: t.when) if live else None
 
 
-class Armed:
-    """Stands for a task handle: on its deadline, it notes the time and may arm a later one."""
+class Timers:
+    """Stands for the scheduler: on a deadline, it notes how late it came, and may arm a later one.
 
-    def __init__(self, deadlines: Deadlines, clock: Clock) -> None:
-        self._deadline: _deadlines.Bucket | None = None
-        self._context = contextvars.Context()
-        self.deadlines, self.clock = deadlines, clock
-        self.due: float | None = None
-        self.rearm_s: float | None = None
+    The handles are real ``TaskHandle`` objects (the compiled ``Deadlines`` takes no other),
+    owned by a scheduler that never runs them.
+    """
+
+    def __init__(self, loop: Loop, clock: Clock, slack: int = SLACK) -> None:
+        self.deadlines = Deadlines(cast("asyncio.AbstractEventLoop", loop), self.fired)
+        self.deadlines.slack = slack
+        self.clock = clock
+        self.due: dict[TaskHandle[Any], float] = {}
+        self.rearm_s: dict[TaskHandle[Any], float | None] = {}
         self.late_by = 0.0
 
-    def arm(self, delay: float, rearm_s: float | None) -> None:
-        self.due, self.rearm_s = self.clock.now + delay, rearm_s
-        self.deadlines.arm(cast("TaskHandle[Any]", self), self.due)
+    def arm(self, handle: TaskHandle[Any], delay: float, rearm_s: float | None) -> None:
+        self.due[handle], self.rearm_s[handle] = self.clock.now + delay, rearm_s
+        self.deadlines.arm(handle, self.due[handle])
 
-    def _on_timer(self) -> None:
-        assert self.due is not None
-        self.late_by = max(self.late_by, self.clock.now - self.due)
-        self.due = None
-        if self.rearm_s is not None:  # a slow warning, then the timeout
-            self.arm(self.rearm_s, None)
+    def disarm(self, handle: TaskHandle[Any]) -> None:
+        self.deadlines.disarm(handle)
+        self.due.pop(handle, None)
+
+    def fired(self, handle: TaskHandle[Any]) -> None:
+        self.late_by = max(self.late_by, self.clock.now - self.due.pop(handle))
+        rearm_s = self.rearm_s.pop(handle)
+        if rearm_s is not None:  # a slow warning, then the timeout
+            self.arm(handle, rearm_s, None)
+
+
+def new_handles(n: int) -> list[TaskHandle[Any]]:
+    owner = lightwork.Scheduler()
+    handles = []
+    for _ in range(n):
+        coro = asyncio.sleep(0)
+        coro.close()  # never run: only its handle's deadline is
+        context = contextvars.Context()
+        options = (None,) * 6  # no timeout, thresholds, callbacks or run_if
+        handles.append(TaskHandle(owner, "armed", coro, context, *options, shield=False))
+    return handles
 
 
 OPERATIONS = st.lists(
@@ -99,17 +118,17 @@ def test_the_timer_always_wakes_for_the_earliest_deadline_and_none_is_late(
 ) -> None:
     clock = Clock()
     loop = Loop(clock)
-    with _patched_clock(clock, slack):  # a small slack: buckets of 8 handles get compacted
-        deadlines = Deadlines(cast("asyncio.AbstractEventLoop", loop))
-        handles = [Armed(deadlines, clock) for _ in range(8)]
+    timers = Timers(loop, clock, slack)  # a small slack: buckets of 8 handles get compacted
+    deadlines = timers.deadlines
+    handles = new_handles(8)
+    with _patched_clock(clock):
         for operation, which, delay, rearm_s in operations:
             handle = handles[which]
             if operation == "arm":
                 if handle._deadline is None:  # a task has one deadline at a time
-                    handle.arm(delay, rearm_s)
+                    timers.arm(handle, delay, rearm_s)
             elif operation == "disarm":
-                deadlines.disarm(cast("TaskHandle[Any]", handle))
-                handle.due = None
+                timers.disarm(handle)
             elif operation == "fire":
                 _fire_next(loop, clock)
             else:  # time passes, and the loop runs each timer at its time
@@ -122,8 +141,8 @@ def test_the_timer_always_wakes_for_the_earliest_deadline_and_none_is_late(
         while loop.next_timer() is not None:
             _fire_next(loop, clock)
             _check_the_timer(deadlines)
-    assert all(h.due is None for h in handles)  # every deadline armed was reached
-    assert max(h.late_by for h in handles) <= RESOLUTION_S + 1e-3
+    assert timers.due == {}  # every deadline armed was reached
+    assert timers.late_by <= RESOLUTION_S + 1e-3
 
 
 def _fire_next(loop: Loop, clock: Clock) -> None:
@@ -138,7 +157,7 @@ def _check_the_timer(deadlines: Deadlines) -> None:
     for bucket in deadlines._buckets.values():  # disarmed handles linger, but never many
         handles = bucket.handles
         assert bucket.armed == len({id(h) for h in handles if h._deadline is bucket}) > 0
-        assert len(handles) - bucket.armed <= max(bucket.armed, _deadlines.SLACK)
+        assert len(handles) - bucket.armed <= max(bucket.armed, deadlines.slack)
     held = [key for key, bucket in deadlines._buckets.items() if bucket.handles]
     if held:
         timer = cast("Timer | None", deadlines._timer)
@@ -148,34 +167,33 @@ def _check_the_timer(deadlines: Deadlines) -> None:
 
 
 @contextlib.contextmanager
-def _patched_clock(clock: Clock, slack: int = SLACK) -> Iterator[None]:
-    """Make ``Deadlines`` read the fake clock, and compact buckets past *slack*, for one example.
+def _patched_clock(clock: Clock) -> Iterator[None]:
+    """Make ``Deadlines`` read the fake clock, for one example.
 
     Not pytest's ``monkeypatch``: hypothesis runs every example within one call of the test.
     """
-    saved = {name: vars(_deadlines)[name] for name in ("perf_counter", "SLACK")}
-    for name, value in (("perf_counter", clock), ("SLACK", slack)):
-        setattr(_deadlines, name, value)
+    saved = vars(_deadlines)["perf_counter"]
+    setattr(_deadlines, "perf_counter", clock)  # noqa: B010 -- not among its typed names
     try:
         yield
     finally:
-        for name, value in saved.items():
-            setattr(_deadlines, name, value)
+        setattr(_deadlines, "perf_counter", saved)  # noqa: B010
 
 
 def test_a_bucket_lets_go_of_disarmed_handles() -> None:
     """Ended tasks are freed at once, not when their bucket's time comes (a 30 s timeout)."""
     clock = Clock()
+    timers = Timers(Loop(clock), clock)
+    deadlines = timers.deadlines
+    handles = new_handles(100)
     with _patched_clock(clock):
-        deadlines = Deadlines(cast("asyncio.AbstractEventLoop", Loop(clock)))
-        handles = [Armed(deadlines, clock) for _ in range(100)]
         for handle in handles:
-            handle.arm(30.0, None)
+            timers.arm(handle, 30.0, None)
         [bucket] = deadlines._buckets.values()
         for handle in handles[:-1]:
-            deadlines.disarm(cast("TaskHandle[Any]", handle))
-        assert cast("TaskHandle[Any]", handles[-1]) in bucket.handles
+            deadlines.disarm(handle)
+        assert handles[-1] in bucket.handles
         assert len(bucket.handles) <= 1 + SLACK  # not the 99 ended ones
-        deadlines.disarm(cast("TaskHandle[Any]", handles[-1]))
+        deadlines.disarm(handles[-1])
         assert not bucket.handles
         assert deadlines._buckets == {}

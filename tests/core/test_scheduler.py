@@ -658,7 +658,7 @@ async def test_finished_tasks_leave_no_deadline_behind(scheduler: Scheduler) -> 
 async def test_a_bucket_dropped_by_close_never_frees_a_new_one_of_the_same_time(
     scheduler: Scheduler,
 ) -> None:
-    deadlines = Deadlines(asyncio.get_running_loop())
+    deadlines = Deadlines(asyncio.get_running_loop(), scheduler._on_timer)
     stale, fresh = (scheduler.add_task(asyncio.sleep(0)) for _ in range(2))
     at = time.perf_counter() + 10
     deadlines.arm(stale, at)

@@ -81,9 +81,6 @@ class TaskOwner:
     def _cancel(self, handle: TaskHandle[Any], reason: str) -> bool:
         raise NotImplementedError
 
-    def _on_timer(self, handle: TaskHandle[Any]) -> None:
-        raise NotImplementedError
-
     def _on_first_step(self, handle: TaskHandle[Any], now: float) -> None:
         raise NotImplementedError
 
@@ -264,6 +261,3 @@ class TaskHandle(Generic[T]):
         if waiter is None:
             waiter = waiters[self] = self._scheduler._loop_for_waiting().create_future()
         return waiter
-
-    def _on_timer(self) -> None:
-        self._scheduler._on_timer(self)

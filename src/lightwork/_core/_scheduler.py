@@ -123,7 +123,7 @@ class Scheduler(Shutdown, TaskSource, SourceOwner):
         )
         self._phase: _Phase = "idle"
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._deadlines = Deadlines(None)
+        self._deadlines = Deadlines(None, self._on_timer)
         self._limiter: anyio.CapacityLimiter | None = None
         self._debug = False
         self._callbacks: set[asyncio.Task[None]] = set()
@@ -205,7 +205,7 @@ class Scheduler(Shutdown, TaskSource, SourceOwner):
             self._loop = loop
             self._limiter = anyio.CapacityLimiter(self.max_threads)
             self._deadlines.close()
-            self._deadlines = Deadlines(loop)
+            self._deadlines = Deadlines(loop, self._on_timer)
             count_gc_time()
             if self.watchdog is not None:
                 self.watchdog.stop()
