@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
+from starlette.types import Message
 from structlog.testing import LogCapture
 from structlog.typing import EventDict, WrappedLogger
 
@@ -411,6 +412,61 @@ async def test_a_task_handed_over_from_a_thread_just_before_shutdown_is_not_lost
     assert handle.done(), f"{handle!r} outlived its scheduler's shutdown"
     assert_each_ended_once(added, logs)
     assert_counts_add_up(closed_summary(logs))
+
+
+def test_a_thread_of_the_apps_own_is_told_when_the_loop_stops_before_keeping_room(
+    logs: Logs,
+) -> None:
+    """A request's task added from a thread the app started (none of anyio's workers) waits
+    for the loop to keep its room; a loop that stops and closes first never will: the thread
+    hears so, and the task is dropped, rather than the thread waiting forever."""
+    scheduler = Scheduler(max_pending=4)  # a limit: room is kept on the loop
+    outcome: list[object] = []
+    adders: list[threading.Thread] = []
+
+    async def endpoint(request: Request) -> Response:
+        background = lightwork.get_background(request)
+
+        def add() -> None:
+            try:
+                outcome.append(background.add_task(double, 1))
+            except SchedulerClosedError as exc:
+                outcome.append(exc)
+
+        adders.append(threading.Thread(target=add, daemon=True))  # not to outlive a failure
+        adders[0].start()
+        adders[0].join(0.5)  # holds the loop: the thread's call is still queued when it stops
+        asyncio.get_running_loop().stop()
+        return PlainTextResponse("ok")
+
+    app = Starlette(
+        routes=[Route("/", endpoint)],
+        middleware=[Middleware(BackgroundMiddleware, scheduler=scheduler)],
+    )
+
+    async def one_request() -> None:
+        async def receive() -> Message:
+            return {"type": "http.request", "body": b""}
+
+        async def send(message: Message) -> None:
+            pass
+
+        scope = {"type": "http", "method": "GET", "path": "/", "headers": [], "query_string": b""}
+        await scheduler.start()  # as the app's lifespan would
+        await app(scope, receive, send)
+        await asyncio.sleep(BOUND_S)  # stopped before this ends
+
+    loop = asyncio.new_event_loop()
+    with pytest.raises(RuntimeError, match="Event loop stopped before Future completed"):
+        loop.run_until_complete(one_request())
+    loop.close()  # what the thread asked the loop to do is never done now
+    adders[0].join(BOUND_S)
+    assert not adders[0].is_alive(), "the thread still waits for a loop that has closed"
+    [error] = outcome
+    assert isinstance(error, SchedulerClosedError)
+    [dropped] = events(logs, "background_task_dropped")
+    assert dropped["task"] == "double"
+    assert "added from a thread" in dropped["reason"]
 
 
 # -- requests ---------------------------------------------------------------------------

@@ -44,6 +44,8 @@ _Phase = Literal["idle", "running", "closing", "closed"]
 _PENDING_AT_SHUTDOWN: Final = get_args(PendingAtShutdown)
 _Task: Final = asyncio.Task
 _get_running_loop: Final = asyncio.get_running_loop  # a C static, compiled: no lookup
+_ASK_LOOP_EVERY_S: Final = 0.1
+"""How often a thread waiting for the loop's answer checks that the loop still runs."""
 
 
 class Scheduler(Shutdown, TaskSource, SourceOwner):
@@ -351,18 +353,42 @@ class Scheduler(Shutdown, TaskSource, SourceOwner):
         try:
             error = anyio.from_thread.run_sync(self._on_loop, self._hold, handle)
         except RuntimeError:  # not a worker thread of the loop: ask the loop and wait
-            loop = self._loop
-            if loop is None or not loop.is_running():
-                self._drop(handle, f"scheduler {self._phase}, added from a thread")
-                raise SchedulerClosedError(
-                    "the lightwork scheduler is not running: add a request's tasks from "
-                    "its endpoint, or start the scheduler first"
-                ) from None
-            answer: concurrent.futures.Future[Exception | None] = concurrent.futures.Future()
-            loop.call_soon_threadsafe(lambda: answer.set_result(self._on_loop(self._hold, handle)))
-            error = answer.result()
+            error = self._ask_loop(self._hold, handle)
         if error is not None:
             raise error
+
+    def _ask_loop(
+        self, method: Callable[[TaskHandle[Any]], None], handle: TaskHandle[Any]
+    ) -> Exception | None:
+        """Call *method* on the scheduler's loop for a thread that is none of its workers.
+
+        Waits as long as the loop runs, not forever: a loop that stops or closes before it
+        gets to the call never will, so the task is dropped and the thread told.
+        """
+        loop = self._loop
+        answer: concurrent.futures.Future[Exception | None] = concurrent.futures.Future()
+
+        def call() -> None:
+            if answer.set_running_or_notify_cancel():  # the thread still waits for it
+                answer.set_result(self._on_loop(method, handle))
+
+        if loop is not None and loop.is_running():
+            try:
+                loop.call_soon_threadsafe(call)
+            except RuntimeError:  # closed meanwhile
+                pass
+            else:
+                while True:
+                    try:
+                        return answer.result(timeout=_ASK_LOOP_EVERY_S)
+                    except TimeoutError:
+                        if not loop.is_running() and answer.cancel():
+                            break
+        self._drop(handle, f"scheduler {self._phase}, added from a thread")
+        raise SchedulerClosedError(
+            "the lightwork scheduler is not running: add a request's tasks from "
+            "its endpoint, or start the scheduler first"
+        )
 
     @staticmethod
     def _on_loop(
