@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import contextvars
 import functools
 import inspect
@@ -18,7 +19,7 @@ import lightwork
 from lightwork import Scheduler, TaskHandle, TaskState
 from lightwork._core import _lifecycle as lifecycle_module
 from lightwork._core import _shutdown as shutdown_module
-from lightwork._core._deadlines import Deadlines
+from lightwork._core._deadlines import Bucket, Deadlines
 from tests.support import events, wait_until
 
 Logs = list[MutableMapping[str, Any]]
@@ -273,6 +274,23 @@ async def test_cancel_ends_a_running_task_as_cancelled(scheduler: Scheduler, log
     assert isinstance(seen[0], lightwork.TaskCancelledError)
     [cancelled] = events(logs, "background_task_cancelled")
     assert cancelled["reason"] == "cancelled"
+
+
+async def test_a_tasks_coroutine_as_asyncio_holds_it_refuses_a_value_sent_into_it(
+    scheduler: Scheduler,
+) -> None:
+    """What ``task.get_coro()`` gives (lightwork's driver) steps only as asyncio steps it."""
+    handle = scheduler.add_task(asyncio.sleep(10, "slept"))
+    await asyncio.sleep(0)
+    assert handle._task is not None
+    driver = handle._task.get_coro()
+    assert isinstance(driver, collections.abc.Coroutine)
+    with pytest.raises(TypeError, match="a lightwork task's coroutine is sent None, not 1"):
+        driver.send(1)
+    assert handle.state is TaskState.RUNNING  # refused, not stepped
+    handle.cancel()
+    with pytest.raises(lightwork.TaskCancelledError):
+        await handle
 
 
 async def test_each_task_runs_in_a_copy_of_the_context_that_added_it(
@@ -666,6 +684,6 @@ async def test_a_bucket_dropped_by_close_never_frees_a_new_one_of_the_same_time(
     deadlines.arm(fresh, at)
     deadlines.disarm(stale)
     assert len(deadlines) == 1
-    assert fresh._deadline is not None
+    assert isinstance(fresh._deadline, Bucket)
     assert fresh._deadline is deadlines._buckets[fresh._deadline.key]
     deadlines.close()

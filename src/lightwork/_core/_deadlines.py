@@ -12,7 +12,7 @@ import contextvars
 import heapq
 import math
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Final, final
+from typing import TYPE_CHECKING, Any, Final, cast, final
 
 if TYPE_CHECKING:
     import asyncio
@@ -98,8 +98,9 @@ class Deadlines:
 
     def disarm(self, handle: TaskHandle[Any]) -> None:
         """Forget *handle*'s deadline, if it has one."""
-        bucket = handle._deadline
-        if bucket is not None:
+        armed_in = handle._deadline
+        if armed_in is not None:
+            bucket = cast("Bucket", armed_in)  # compiled, a check of its type, then native
             handle._deadline = None
             armed = bucket.armed = bucket.armed - 1
             if not armed:

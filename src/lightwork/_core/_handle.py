@@ -16,7 +16,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Generator
     from contextvars import Context
 
-    from ._deadlines import Bucket
     from ._types import RunIf
 
 T = TypeVar("T")
@@ -186,7 +185,9 @@ class TaskHandle(Generic[T]):
         self._on_error = on_error
         self._run_if = run_if
         self._task: asyncio.Task[T] | None = None
-        self._deadline: Bucket | None = None  # in the scheduler's Deadlines, while armed
+        # The Deadlines bucket it is armed in, while armed: theirs to read (typed `object`, as
+        # _deadlines imports this module).
+        self._deadline: object = None
         self._started_at = 0.0
         self._cancel_reason: str | None = None
         self._outcome: object = None
