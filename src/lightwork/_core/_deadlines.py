@@ -57,9 +57,9 @@ class Bucket:
 class Deadlines:
     """The armed deadlines of one scheduler; each task has at most one at a time.
 
-    A handle's ``_deadline`` is the bucket it is armed in. Typed as the compiled
+    A handle's ``_deadline`` is the bucket it is armed in. Handles are typed as the compiled
     ``TaskHandle``, not a protocol, so that arming and disarming read and write that slot
-    natively (600 instructions a task that waits).
+    natively (490 instructions fewer a task that waits).
     """
 
     __slots__ = ("_buckets", "_keys", "_loop", "_on_timer", "_timer", "_timer_key", "slack")

@@ -185,8 +185,8 @@ class TaskHandle(Generic[T]):
         self._on_error = on_error
         self._run_if = run_if
         self._task: asyncio.Task[T] | None = None
-        # The Deadlines bucket it is armed in, while armed: theirs to read (typed `object`, as
-        # _deadlines imports this module).
+        # The bucket of the scheduler's Deadlines it is armed in, while armed. Typed `object`:
+        # _deadlines imports this module, so this one cannot import its Bucket.
         self._deadline: object = None
         self._started_at = 0.0
         self._cancel_reason: str | None = None
