@@ -756,19 +756,6 @@ def test_a_request_that_would_wait_for_its_own_room_hears_of_a_full_queue_at_onc
     assert reasons[1:] == ["the response status was 503 (run_if='success')"] * 2
 
 
-async def test_a_task_added_from_a_thread_into_a_full_queue_is_dropped(logs: Logs) -> None:
-    gate = asyncio.Event()
-    async with lightwork.Scheduler(max_concurrency=1, max_pending=1) as scheduler:
-        scheduler.add_task(gate.wait())
-        scheduler.add_task(gate.wait())
-        from_thread = await anyio.to_thread.run_sync(scheduler.add_task, gate.wait)
-        await wait_until(from_thread.done)
-        assert from_thread.state is TaskState.DROPPED
-        gate.set()
-    [dropped] = events(logs, "background_task_dropped")
-    assert "queue is full" in dropped["reason"]
-
-
 @pytest.mark.parametrize("overflow", ["reject", "wait", "drop"])
 async def test_the_overflow_policies(overflow: lightwork.Overflow) -> None:
     gate = asyncio.Event()

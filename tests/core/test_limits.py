@@ -9,6 +9,7 @@ import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+import anyio.to_thread
 import pytest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -134,6 +135,30 @@ async def test_reject_raises_a_clear_error_and_closes_the_coroutine(logs: Logs) 
         [dropped] = events(logs, "background_task_dropped")
         assert dropped["task"] == "third"
         gate.set()
+
+
+@pytest.mark.parametrize("thread", ["anyio worker", "thread of its own"])
+async def test_a_thread_adding_to_a_full_queue_hears_so_as_a_caller_on_the_loop(
+    thread: str, logs: Logs
+) -> None:
+    """Not handed to the loop to be dropped there later: the thread waits for the answer."""
+    run_in_thread = anyio.to_thread.run_sync if thread == "anyio worker" else asyncio.to_thread
+    gate = asyncio.Event()
+    async with Scheduler(max_concurrency=1, max_pending=1) as scheduler:
+        scheduler.add_task(wait_for(gate))
+        scheduler.add_task(wait_for(gate))
+
+        def add() -> lightwork.TaskHandle[str]:
+            return scheduler.add_task(wait_for(gate), name="from_a_thread")
+
+        with pytest.raises(BackgroundQueueFull, match=r"queue is full \(1 tasks waiting\)"):
+            await run_in_thread(add)
+        [dropped] = events(logs, "background_task_dropped")
+        assert dropped["task"] == "from_a_thread"
+        gate.set()
+        await wait_until(lambda: scheduler.counts()["completed"] == 2)
+        accepted = await run_in_thread(add)  # room again
+        assert await accepted == "-"
 
 
 async def test_drop_returns_a_dropped_handle_without_raising() -> None:

@@ -269,6 +269,12 @@ class Scheduler(Shutdown, TaskSource, SourceOwner):
     def _accept_from_thread(self, handle: TaskHandle[Any], may_raise: bool) -> None:
         loop = self._loop
         if self._phase == "running" and loop is not None and loop.is_running():
+            admission = self._admission
+            if may_raise and admission is not None and admission.max_pending is not None:
+                # A queue that may be full: the thread waits for the loop's answer, to hear
+                # of an overflow as a caller on the loop does, not to be dropped after it.
+                self._call_on_loop(functools.partial(self._start, may_raise=True), handle)
+                return
             self._handed_over.add(handle)  # first, so that a shutdown from now on waits for it
             try:
                 loop.call_soon_threadsafe(self._start, handle)
@@ -342,18 +348,21 @@ class Scheduler(Shutdown, TaskSource, SourceOwner):
         try:
             asyncio.get_running_loop()
         except RuntimeError:  # a sync endpoint's thread: the count is the loop's to keep
-            self._hold_from_thread(handle)
+            self._call_on_loop(self._hold, handle)
             return
         if admission.fits(handle.name):
             admission.reserve(handle)
         else:
             self._overflow(handle, may_raise=True)
 
-    def _hold_from_thread(self, handle: TaskHandle[Any]) -> None:
+    def _call_on_loop(
+        self, method: Callable[[TaskHandle[Any]], None], handle: TaskHandle[Any]
+    ) -> None:
+        """Call *method* on the scheduler's loop from another thread; raise what it raised."""
         try:
-            error = anyio.from_thread.run_sync(self._on_loop, self._hold, handle)
+            error = anyio.from_thread.run_sync(self._on_loop, method, handle)
         except RuntimeError:  # not a worker thread of the loop: ask the loop and wait
-            error = self._ask_loop(self._hold, handle)
+            error = self._ask_loop(method, handle)
         if error is not None:
             raise error
 
@@ -363,7 +372,8 @@ class Scheduler(Shutdown, TaskSource, SourceOwner):
         """Call *method* on the scheduler's loop for a thread that is none of its workers.
 
         Waits as long as the loop runs, not forever: a loop that stops or closes before it
-        gets to the call never will, so the task is dropped and the thread told.
+        gets to the call never will, so the task is dropped and the thread told. Returns
+        what the call raised.
         """
         loop = self._loop
         answer: concurrent.futures.Future[Exception | None] = concurrent.futures.Future()
@@ -386,8 +396,8 @@ class Scheduler(Shutdown, TaskSource, SourceOwner):
                             break
         self._drop(handle, f"scheduler {self._phase}, added from a thread")
         raise SchedulerClosedError(
-            "the lightwork scheduler is not running: add a request's tasks from "
-            "its endpoint, or start the scheduler first"
+            "the lightwork scheduler is not running: add tasks while its event loop runs "
+            "(a request's from its endpoint), or start the scheduler first"
         )
 
     @staticmethod
