@@ -414,6 +414,23 @@ async def test_a_task_handed_over_from_a_thread_just_before_shutdown_is_not_lost
     assert_counts_add_up(closed_summary(logs))
 
 
+async def test_a_task_a_thread_adds_under_limits_just_before_shutdown_is_run(logs: Logs) -> None:
+    """Under a ``max_pending`` the thread waits for the loop's answer; a shutdown that begins
+    meanwhile waits for the task, as for one handed over without limits."""
+    scheduler = Scheduler(max_pending=4)
+    await scheduler.start()
+    added: list[lightwork.TaskHandle[int]] = []
+    adder = threading.Thread(target=lambda: added.append(scheduler.add_task(double, 1)))
+    adder.start()
+    adder.join(0.5)  # holds the loop: the thread's call still waits in its queue as shutdown begins
+    await scheduler.aclose()
+    adder.join(BOUND_S)
+    [handle] = added
+    assert handle.state is TaskState.COMPLETED, f"{handle!r} was not run by the drain"
+    assert handle.result() == 2
+    assert_each_ended_once(added, logs)
+
+
 def test_a_thread_of_the_apps_own_is_told_when_the_loop_stops_before_keeping_room(
     logs: Logs,
 ) -> None:
