@@ -269,17 +269,16 @@ class Scheduler(Shutdown, TaskSource, SourceOwner):
     def _accept_from_thread(self, handle: TaskHandle[Any], may_raise: bool) -> None:
         loop = self._loop
         if self._phase == "running" and loop is not None and loop.is_running():
+            self._handed_over.add(handle)  # first, so that a shutdown from now on waits for it
             admission = self._admission
             if may_raise and admission is not None and admission.max_pending is not None:
                 # A queue that may be full: the thread waits for the loop's answer, to hear
                 # of an overflow as a caller on the loop does, not to be dropped after it.
-                self._handed_over.add(handle)  # as below: a shutdown from now on waits for it
                 try:
                     self._call_on_loop(functools.partial(self._start, may_raise=True), handle)
                 finally:
                     self._handed_over.discard(handle)  # _start did, unless the loop stopped
                 return
-            self._handed_over.add(handle)  # first, so that a shutdown from now on waits for it
             try:
                 loop.call_soon_threadsafe(self._start, handle)
             except RuntimeError:  # the loop closed meanwhile
