@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import celery  # type: ignore[import-untyped]
 import pytest
+import redis
 
 import lightwork
 from lightwork import Job, JobStatus, Offloader, Scheduler
@@ -164,6 +165,28 @@ def test_pickle_is_refused_and_no_result_backend_means_no_status(redis_server: R
     worker_side = celery.Celery("worker-side", set_as_current=False)
     assert register_tasks(worker_side, ["add"]) == ["add"]
     assert worker_side.tasks["add"](2, b=2) == 4
+
+
+async def test_closing_the_backend_closes_its_connection_to_the_result_backend(
+    redis_server: RedisServer,
+) -> None:
+    with redis.Redis.from_url(redis_server.url, socket_timeout=5) as admin:
+
+        def connections() -> set[str]:  # the server's clients, but for this test's own
+            own = admin.client_id()
+            return {client["addr"] for client in admin.client_list() if client["id"] != own}
+
+        before = connections()
+        backend = CeleryBackend(redis_server.url)
+        status = await backend.inspect(uuid.uuid4().hex)  # reads the result backend only
+        assert status.status is JobStatus.UNKNOWN
+        opened = connections() - before
+        assert len(opened) == 1
+        await backend.aclose()
+        # Closed now, not whenever the collector finalises the socket (with a ResourceWarning).
+        await wait_until(lambda: not connections() & opened)
+        assert (await backend.inspect(uuid.uuid4().hex)).status is JobStatus.UNKNOWN  # anew
+        await backend.aclose()
 
 
 async def test_jobs_offloaded_while_redis_is_down_are_delivered_once_it_is_back(

@@ -49,6 +49,7 @@ try:
     import kombu.exceptions
     import redis.exceptions
     from celery.backends.base import DisabledBackend  # type: ignore[import-untyped]
+    from celery.backends.redis import RedisBackend  # type: ignore[import-untyped]
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise MissingDependencyError("lightwork.backends.celery", "celery") from exc
 
@@ -261,12 +262,24 @@ class CeleryBackend(OffloadBackend):
         return True
 
     async def aclose(self) -> None:
-        """Close the client's connections and end its thread; the next call starts anew."""
+        """Close the client's connections and end its thread; the next call starts anew.
+
+        Connections to the broker stay in kombu's pool, which every Celery app of the
+        process sending to the same broker shares (and kombu closes when the process ends).
+        """
         thread, self._thread = self._thread, None
         if thread is not None:
             with self._translated():
-                await thread.run(self.app.close)
+                await thread.run(self._close)
             thread.close()
+
+    def _close(self) -> None:
+        # Celery gives each thread its own result backend, and `app.close()` leaves a Redis
+        # one connected: this thread's is closed here, not left for the garbage collector.
+        backend = self.app.backend
+        if isinstance(backend, RedisBackend):
+            backend.client.connection_pool.disconnect()
+        self.app.close()
 
     @contextlib.contextmanager
     def _translated(self) -> Iterator[None]:
