@@ -188,6 +188,22 @@ async def test_closing_the_backend_closes_its_connection_to_the_result_backend(
         assert (await backend.inspect(uuid.uuid4().hex)).status is JobStatus.UNKNOWN  # anew
         await backend.aclose()
 
+        # A result backend the app shares between its threads is the app's: left connected.
+        shared = celery.Celery("shared", broker=redis_server.url, backend=redis_server.url,
+                               set_as_current=False, config_source={
+            "task_serializer": "json", "result_serializer": "json", "accept_content": ["json"],
+            "result_accept_content": ["json"], "result_backend_thread_safe": True,
+        })  # fmt: skip
+        before = connections()
+        backend = CeleryBackend(app=shared)
+        await backend.inspect(uuid.uuid4().hex)
+        await backend.aclose()
+        opened = connections() - before
+        assert len(opened) == 1
+        assert shared.backend.client.ping()  # through the same pool, still connected
+        assert connections() - before == opened
+        shared.backend.client.connection_pool.disconnect()
+
 
 async def test_jobs_offloaded_while_redis_is_down_are_delivered_once_it_is_back(
     tmp_path: Path, lightwork_tasks: TaskRecorder, logs: Logs

@@ -276,8 +276,9 @@ class CeleryBackend(OffloadBackend):
     def _close(self) -> None:
         # Celery gives each thread its own result backend, and `app.close()` leaves a Redis
         # one connected: this thread's is closed here, not left for the garbage collector.
+        # One shared by every thread (`result_backend_thread_safe`) is the app's to close.
         backend = self.app.backend
-        if isinstance(backend, RedisBackend):
+        if isinstance(backend, RedisBackend) and not backend.thread_safe:
             backend.client.connection_pool.disconnect()
         self.app.close()
 
