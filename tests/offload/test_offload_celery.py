@@ -16,6 +16,7 @@ import redis
 
 import lightwork
 from lightwork import Job, JobStatus, Offloader, Scheduler
+from lightwork._offload._backend import Submission
 from lightwork.backends.celery import PAYLOAD, CeleryBackend, register_tasks
 from tests import offload_jobs as jobs
 from tests.offload_servers import (
@@ -203,6 +204,23 @@ async def test_closing_the_backend_closes_its_connection_to_the_result_backend(
         assert shared.backend.client.ping()  # through the same pool, still connected
         assert connections() - before == opened
         shared.backend.client.connection_pool.disconnect()
+
+
+async def test_sending_jobs_subscribes_to_no_result(redis_server: RedisServer) -> None:
+    """The client reads states by key: a subscription a job would be two wasted commands."""
+    with redis.Redis.from_url(redis_server.url, socket_timeout=5) as admin:
+
+        def subscribes() -> int:
+            calls: int = admin.info("commandstats").get("cmdstat_subscribe", {}).get("calls", 0)
+            return calls
+
+        before = subscribes()
+        backend = CeleryBackend(redis_server.url)
+        for n in range(3):
+            await backend.submit(Submission("no-such-job", f"quiet-{n}", "{}", [], {}))
+        assert (await backend.inspect("quiet-2")).status is JobStatus.QUEUED
+        await backend.aclose()
+        assert subscribes() == before
 
 
 async def test_jobs_offloaded_while_redis_is_down_are_delivered_once_it_is_back(

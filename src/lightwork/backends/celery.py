@@ -187,9 +187,16 @@ class CeleryBackend(OffloadBackend):
         await self._call(self._send, submission)
 
     def _send(self, submission: Submission) -> None:
+        backend = self.app.backend
+        if not backend.thread_safe:  # this thread's own
+            # Celery's Redis result backend subscribes to a job's result as it is sent, to
+            # wait for it over pubsub, and unsubscribes when the `AsyncResult` is collected:
+            # two commands a job, on a connection of their own that the collector may open
+            # again after aclose(), for a wait this client never makes (it reads by key).
+            backend.on_task_call = _no_subscription
         if self.capabilities.status:
             # Before sending, so that the worker's own states always come after ours.
-            self.app.backend.store_result(submission.job_id, None, SENT)
+            backend.store_result(submission.job_id, None, SENT)
         self.app.send_task(
             submission.name,
             kwargs={PAYLOAD: submission.payload},
@@ -296,6 +303,11 @@ class CeleryBackend(OffloadBackend):
             raise BackendUnavailableError(f"{self.destination} is unreachable: {exc}") from exc
         except Exception as exc:
             raise BackendError(f"Celery failed: {exc!r}") from exc
+
+
+def _no_subscription(producer: object, task_id: str) -> dict[str, Any]:
+    """A result backend's ``on_task_call`` that subscribes to nothing, as the base one does."""
+    return {}
 
 
 def _check_json_only(app: celery.Celery) -> None:
