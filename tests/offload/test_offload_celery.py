@@ -16,7 +16,7 @@ import redis
 
 import lightwork
 from lightwork import Job, JobStatus, Offloader, Scheduler
-from lightwork._offload._backend import Submission
+from lightwork.backends import Submission
 from lightwork.backends.celery import PAYLOAD, CeleryBackend, register_tasks
 from tests import offload_jobs as jobs
 from tests.offload_servers import (
@@ -216,8 +216,13 @@ async def test_sending_jobs_subscribes_to_no_result(redis_server: RedisServer) -
 
         before = subscribes()
         backend = CeleryBackend(redis_server.url)
-        for n in range(3):
-            await backend.submit(Submission("no-such-job", f"quiet-{n}", "{}", [], {}))
+        for n in range(3):  # to a queue no worker reads: they stay queued
+            await backend.submit(
+                Submission(
+                    name="no-such-job", job_id=f"quiet-{n}", payload="{}", args=[], kwargs={},
+                    options={"queue": "lightwork-test-nobody"},
+                )
+            )  # fmt: skip
         assert (await backend.inspect("quiet-2")).status is JobStatus.QUEUED
         await backend.aclose()
         assert subscribes() == before
