@@ -99,13 +99,7 @@ def _mypyc_extensions() -> list[Extension]:
     from mypyc.build import mypycify  # noqa: PLC0415 -- only a build needs mypy
 
     # Given from the root, mypyc names the modules lightwork.* (src/ has no __init__.py).
-    # Its C in a folder per Python, so that builds for two Pythons may run at once.
-    return mypycify(
-        [str(SOURCE / m) for m in COMPILED],
-        opt_level="3",
-        group_name="lightwork",
-        target_dir=f"build/mypyc-{sys.implementation.cache_tag}",
-    )
+    return mypycify([str(SOURCE / m) for m in COMPILED], opt_level="3", group_name="lightwork")
 
 
 def _failure(exc: BaseException) -> str:
