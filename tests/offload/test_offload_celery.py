@@ -40,6 +40,12 @@ Logs = list[MutableMapping[str, Any]]
 
 pytestmark = pytest.mark.slow
 
+JSON_ONLY: dict[str, Any] = {
+    "task_serializer": "json", "result_serializer": "json",
+    "accept_content": ["json"], "result_accept_content": ["json"],
+}  # fmt: skip
+"""The configuration an app of the user's must have for ``CeleryBackend(app=...)``."""
+
 
 @pytest.fixture(scope="module")
 def celery_worker(
@@ -153,11 +159,8 @@ def test_pickle_is_refused_and_no_result_backend_means_no_status(redis_server: R
     with pytest.raises(ValueError, match="JSON only"):
         CeleryBackend(app=pickling)
     blind = celery.Celery(
-        "blind", broker=redis_server.url, set_as_current=False, config_source={
-            "task_serializer": "json", "result_serializer": "json",
-            "accept_content": ["json"], "result_accept_content": ["json"],
-        },
-    )  # fmt: skip
+        "blind", broker=redis_server.url, set_as_current=False, config_source=JSON_ONLY
+    )
     backend = CeleryBackend(app=blind)
     assert (backend.capabilities.status, backend.capabilities.result) == (False, False)
     assert backend.destination == f"celery:127.0.0.1:{redis_server.port}/0"
@@ -190,11 +193,10 @@ async def test_closing_the_backend_closes_its_connection_to_the_result_backend(
         await backend.aclose()
 
         # A result backend the app shares between its threads is the app's: left connected.
-        shared = celery.Celery("shared", broker=redis_server.url, backend=redis_server.url,
-                               set_as_current=False, config_source={
-            "task_serializer": "json", "result_serializer": "json", "accept_content": ["json"],
-            "result_accept_content": ["json"], "result_backend_thread_safe": True,
-        })  # fmt: skip
+        shared = celery.Celery(
+            "shared", broker=redis_server.url, backend=redis_server.url, set_as_current=False,
+            config_source={**JSON_ONLY, "result_backend_thread_safe": True},
+        )  # fmt: skip
         before = connections()
         backend = CeleryBackend(app=shared)
         await backend.inspect(uuid.uuid4().hex)
