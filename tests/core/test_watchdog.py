@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import MutableMapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +24,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from lightwork import BackgroundMiddleware, Scheduler
+from lightwork._core._logging import BLOCKING_HINT, CPU_WAIT_HINT
 from tests.support import events, wrong_type
 
 Logs = list[MutableMapping[str, Any]]
@@ -299,6 +305,42 @@ async def test_a_task_that_lets_the_loop_go_in_time_is_not_charged(logs: Logs) -
         await handle
     assert events(logs, "background_task_blocking") == []
     assert handle.blocked == 0.0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not Path("/proc/thread-self/schedstat").exists() or len(os.sched_getaffinity(0)) < 2,
+    reason="needs Linux's schedstat, and a second CPU for the watchdog's thread",
+)
+def test_a_loop_kept_waiting_for_a_cpu_charges_no_task_and_says_so() -> None:
+    """A busy machine (a container at its CPU quota) stalls every step: not the task's fault.
+
+    The loop runs in a process of its own (``tests/starved_loop.py``), its thread pinned to a
+    CPU where another process spins at a higher priority.
+    """
+    script = Path(__file__).parents[1] / "starved_loop.py"
+    run = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result["waited"] > 0.2  # the loop's thread was kept off the CPU, for long
+    blocking = [e for e in result["events"] if e["event"] == "background_task_blocking"]
+    stuck = [e for e in result["events"] if e["event"] == "event_loop_blocked"]
+
+    # `polite` computed 5 ms at a time: never charged, however late its steps ended.
+    assert result["blocked"]["polite"] == 0.0
+    assert [e["task"] for e in blocking] == ["rude"]
+    # The loop did stall while it ran, past the watchdog's 50 ms: reported, and the wait for
+    # a CPU named as the cause (a wait still going on is known only once it ends: a report
+    # made in the middle of one may not tell).
+    assert CPU_WAIT_HINT in [e["hint"] for e in stuck if e["task"] == "polite"]
+
+    # `rude` then slept 150 ms without awaiting: its own hold, charged.
+    assert 0.1 <= result["blocked"]["rude"] < 0.2
+    assert 100 <= blocking[0]["blocked_ms"] < 200
+    [rude_stuck] = [e for e in stuck if e["task"] == "rude"]
+    assert rude_stuck["hint"] == BLOCKING_HINT
 
 
 def test_only_what_asks_for_it_runs_a_watchdog_thread() -> None:

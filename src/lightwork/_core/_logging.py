@@ -62,6 +62,11 @@ GC_PAUSE_HINT: Final = (
     "app has started"
 )
 
+CPU_WAIT_HINT: Final = (
+    "the event loop's thread was waiting for a CPU: the machine or the container runs more "
+    "than its cores can (check its CPU limit and what else runs there), not this code"
+)
+
 _structlog_logger: Final = structlog.get_logger(LOGGER_NAME)
 _fallback: Final = logging.getLogger(LOGGER_NAME)
 

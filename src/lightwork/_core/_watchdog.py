@@ -10,11 +10,17 @@ each with its own threshold:
   step: a step timer would read the clock twice per step of every task.
 - *reporting* (``watchdog=``): while the loop is still stuck, the thread logs it with the
   stack, for a step that never ends (an endless loop, a blocking call with no timeout).
+
+A stall is not always a task's: a garbage collection, or a machine that leaves the loop's
+thread waiting for a CPU (more runnable threads than cores, a container at its CPU quota),
+pauses whatever step runs. Both are measured and taken out of what a task is charged with;
+the CPU wait from the thread's ``schedstat`` on Linux (elsewhere it is taken as none).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import threading
 from time import perf_counter
@@ -35,6 +41,8 @@ if TYPE_CHECKING:
 
 _STACK_LIMIT: Final = 30
 _MIN_WAIT_S: Final = 0.001
+_SCHEDSTAT: Final = "/proc/self/task/{}/schedstat"
+"""A thread's time on a CPU, and waiting for one (runnable, not running), in ns (Linux)."""
 
 requests: dict[asyncio.Task[Any], str] = {}
 """The request each running request task serves (``"GET /path"``), while a watchdog runs."""
@@ -66,8 +74,10 @@ class LoopWatchdog:
         self._on_block = on_block
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
+        self._schedstat: int | None = None  # the loop thread's, open while watching
         self._last_beat = 0.0
         self._gc_at_beat = 0.0
+        self._cpu_wait_at_beat = 0.0
         # Set by the thread during a stall, taken by the beat that ends it: the beat the
         # loop missed, the task that held it, its stack then, and its context.
         self._sampled: tuple[float, TaskHandle[Any], StackSummary | None, Context] | None = None
@@ -86,6 +96,10 @@ class LoopWatchdog:
             return
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
+        try:
+            self._schedstat = os.open(_SCHEDSTAT.format(threading.get_native_id()), os.O_RDONLY)
+        except OSError:  # not Linux, or a kernel without it: CPU waits are not told apart
+            self._schedstat = None
         self._stop.clear()
         self._beat()
         self._thread = threading.Thread(target=self._watch, name="lightwork-watchdog", daemon=True)
@@ -103,6 +117,9 @@ class LoopWatchdog:
         if self._beat_timer is not None:
             self._beat_timer.cancel()
             self._beat_timer = None
+        if self._schedstat is not None:
+            os.close(self._schedstat)
+            self._schedstat = None
         watching -= 1
         if not watching:
             requests.clear()
@@ -113,23 +130,45 @@ class LoopWatchdog:
         The beat after the stall does it, or the task's own end, if it ends in the very step
         that held the loop: its end's events then know how long it held it. The loop was
         held from some time within the beat interval before the beat it missed: the middle
-        of that interval is the estimate, right to half an interval.
+        of that interval is the estimate, right to half an interval. Collections and the
+        thread's waits for a CPU are not the task's; a stall that is under the threshold
+        without the waits would not have been sampled on a machine with a CPU to spare, and
+        is not charged at all.
         """
         sampled, self._sampled = self._sampled, None
         if sampled is not None and sampled[0] == self._last_beat and self._on_block is not None:
             missed, handle, stack, context = sampled
+            # The clock first: reading the CPU wait lets go of the GIL, and a wait to get it
+            # back must not count as the task's (a wait counted twice is on the safe side).
+            now = perf_counter()
             in_gc = _monitor.gc_seconds - self._gc_at_beat
-            held = perf_counter() - missed - self._interval / 2 - in_gc
+            waited = self._cpu_wait() - self._cpu_wait_at_beat
+            held = now - missed - self._interval / 2 - in_gc - waited
+            if waited and held < (self.sample_s or 0.0):
+                return  # the machine's stall, not the task's
             self._on_block(handle, held, "".join(stack.format()) if stack else "", context)
 
     def _beat(self) -> None:
         if self._sampled is not None:
             self.settle()
+        self._cpu_wait_at_beat = self._cpu_wait()  # before the clock, as in ``settle``
         now = perf_counter()
         self._last_beat = now
         self._gc_at_beat = _monitor.gc_seconds
         assert self._loop is not None
         self._beat_timer = self._loop.call_later(self._interval, self._beat)
+
+    def _cpu_wait(self) -> float:
+        """Seconds the loop's thread has waited for a CPU so far (0.0 where not known).
+
+        One ``pread`` of a file kept open, about 2 us: read at each beat, never per step.
+        """
+        if self._schedstat is None:
+            return 0.0
+        try:
+            return int(os.pread(self._schedstat, 64, 0).split()[1]) / 1e9
+        except (OSError, ValueError, IndexError):
+            return 0.0
 
     def _watch(self) -> None:
         """Look at the beats only when a stall could have crossed a threshold since the last.
@@ -222,6 +261,7 @@ class LoopWatchdog:
             in_gc = now - collecting_since
         else:  # a collection holds the GIL: this thread may only see a stall once it ended
             in_gc = max(ended - max(began, now - stuck), 0.0)
+        waited = self._cpu_wait() - self._cpu_wait_at_beat
         stack = self._stack()
         culprit: dict[str, object]
         if handle is not None:
@@ -233,7 +273,14 @@ class LoopWatchdog:
             stuck_ms=ms(stuck),
             threshold_ms=ms(self.threshold_s),
             gc_ms=ms(in_gc),
+            cpu_wait_ms=ms(waited),
             **culprit,
             stack="".join(stack.format()) if stack else "",
-            hint=log.GC_PAUSE_HINT if in_gc >= stuck / 2 else log.BLOCKING_HINT,
+            hint=(
+                log.GC_PAUSE_HINT
+                if in_gc >= stuck / 2
+                else log.CPU_WAIT_HINT
+                if waited >= stuck / 2
+                else log.BLOCKING_HINT
+            ),
         )
