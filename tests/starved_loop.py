@@ -1,12 +1,13 @@
 """A loop on a machine with no CPU to spare for it, run by ``tests/core/test_watchdog.py``.
 
-Run as a script, in a process of its own (its loop thread's priority can only go down): the
-loop's thread is pinned to one CPU at the lowest priority, beside a process that spins there
-at normal priority, while the watchdog's thread runs on the other CPUs. ``polite`` computes
-5 ms at a time, under the 20 ms threshold, between awaits. Then the spinning stops and
-``rude`` sleeps 150 ms without awaiting: a hold of its own, which the same watchdog must
-still charge. Prints, as JSON, what each was charged, the events logged, and how long the
-loop's thread waited for a CPU while ``polite`` ran.
+Run as ``python -m tests.starved_loop`` from the project, in a process of its own (its loop
+thread's priority can only go down): the loop's thread is pinned to one CPU at the lowest
+priority, beside a process that spins there at normal priority, while the watchdog's thread
+runs on the other CPUs. ``polite`` computes 5 ms at a time, under the 20 ms threshold,
+between awaits. Then the spinning stops and ``rude`` sleeps 150 ms without awaiting: a hold
+of its own, which the same watchdog must still charge. Prints, as JSON, what each was
+charged, the events logged, and how long the loop's thread waited for a CPU while ``polite``
+ran.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import structlog
 from structlog.testing import LogCapture
 
 from lightwork import Scheduler
+from tests.support import spin
 
 SPIN = "import os, sys\nos.sched_setaffinity(0, {int(sys.argv[1])})\nwhile True: pass"
 
@@ -33,15 +35,9 @@ def cpu_wait() -> float:
         return int(file.read().split()[1]) / 1e9
 
 
-def compute(seconds: float) -> None:
-    deadline = time.thread_time() + seconds  # CPU time: however long the wait for a CPU
-    while time.thread_time() < deadline:
-        pass
-
-
 async def polite() -> None:
     for _ in range(5):
-        compute(0.005)
+        spin(0.005)
         await asyncio.sleep(0.001)
 
 

@@ -28,7 +28,7 @@ from starlette.websockets import WebSocket
 import lightwork
 from lightwork import Background, BackgroundMiddleware, Scheduler, TaskState
 from lightwork.testing import TaskRecorder
-from tests.support import events
+from tests.support import events, spin
 
 Logs = list[MutableMapping[str, Any]]
 
@@ -566,11 +566,8 @@ def test_request_context_can_be_turned_off(logs: Logs, lightwork_tasks: TaskReco
 def test_a_task_that_blocks_the_loop_is_named_with_its_route(
     logs: Logs, lightwork_tasks: TaskRecorder
 ) -> None:
-    async def crunch() -> int:
-        total, deadline = 0, asyncio.get_running_loop().time() + 0.06
-        while asyncio.get_running_loop().time() < deadline:  # CPU work, no await
-            total += 1
-        return total
+    async def crunch() -> None:
+        spin(0.06)  # CPU work, no await
 
     async def waits() -> None:
         await asyncio.sleep(0.2)

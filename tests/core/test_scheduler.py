@@ -20,7 +20,7 @@ from lightwork import Scheduler, TaskHandle, TaskState
 from lightwork._core import _lifecycle as lifecycle_module
 from lightwork._core import _shutdown as shutdown_module
 from lightwork._core._deadlines import Bucket, Deadlines
-from tests.support import events, wait_until
+from tests.support import events, spin, wait_until
 
 Logs = list[MutableMapping[str, Any]]
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
@@ -174,9 +174,7 @@ async def test_a_slow_task_is_reported_while_it_still_runs(
 
 async def test_a_slow_task_that_held_the_loop_is_told_to_offload(logs: Logs) -> None:
     async def compute_then_wait() -> None:
-        deadline = time.perf_counter() + 0.03
-        while time.perf_counter() < deadline:  # CPU work in one step, no await
-            pass
+        spin(0.03)  # CPU work in one step, no await
         await asyncio.sleep(0.05)
 
     # Steps timed, so that the hold is measured whatever the machine is doing.
@@ -191,11 +189,6 @@ async def test_a_slow_task_that_held_the_loop_is_told_to_offload(logs: Logs) -> 
 async def test_a_task_that_blocks_past_the_threshold_in_one_step_is_reported_once(
     scheduler: Scheduler, logs: Logs
 ) -> None:
-    def spin(seconds: float) -> None:
-        deadline = asyncio.get_running_loop().time() + seconds
-        while asyncio.get_running_loop().time() < deadline:
-            pass
-
     async def compute() -> None:
         spin(0.03)
 
@@ -204,11 +197,6 @@ async def test_a_task_that_blocks_past_the_threshold_in_one_step_is_reported_onc
 
 
 async def test_timed_steps_report_a_blocking_step_and_again_each_longer_one(logs: Logs) -> None:
-    def spin(seconds: float) -> None:
-        deadline = time.perf_counter() + seconds
-        while time.perf_counter() < deadline:
-            pass
-
     async def compute() -> None:
         for seconds in (0.025, 0.15, 0.03):  # the last is past the threshold, not the longest
             spin(seconds)
@@ -553,23 +541,21 @@ def test_lightworks_task_errors_survive_pickling() -> None:
     )  # fmt: skip
 
 
-def spin(seconds: float) -> str:
+def crunch(seconds: float) -> str:
     """CPU-bound work: no await, no I/O."""
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        pass
+    spin(seconds)
     return "done"
 
 
 async def test_a_sync_callable_in_a_thread_does_not_block_but_one_run_inline_does(
     scheduler: Scheduler, logs: Logs
 ) -> None:
-    assert await scheduler.add_task(spin, 0.05) == "done"
+    assert await scheduler.add_task(crunch, 0.05) == "done"
     assert events(logs, "background_task_blocking") == []
 
     @lightwork.task(inline=True)
     def spin_on_the_loop(seconds: float) -> str:
-        return spin(seconds)
+        return crunch(seconds)
 
     assert await scheduler.add_task(spin_on_the_loop, 0.05) == "done"
     [blocking] = events(logs, "background_task_blocking")

@@ -25,7 +25,7 @@ from starlette.testclient import TestClient
 
 from lightwork import BackgroundMiddleware, Scheduler
 from lightwork._core._logging import BLOCKING_HINT, CPU_WAIT_HINT
-from tests.support import events, wrong_type
+from tests.support import events, spin, wrong_type
 
 Logs = list[MutableMapping[str, Any]]
 
@@ -237,13 +237,6 @@ def test_a_stall_is_never_blamed_on_a_task_stepping_on_another_loop(logs: Logs) 
     assert report["task"] is None
 
 
-def spin(seconds: float) -> None:
-    """Compute on the loop's thread for *seconds*: holds the GIL as CPU work does."""
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        pass
-
-
 def test_sampling_names_the_task_that_holds_the_loop_with_its_request_and_stack(
     logs: Logs,
 ) -> None:
@@ -318,9 +311,13 @@ def test_a_loop_kept_waiting_for_a_cpu_charges_no_task_and_says_so() -> None:
     The loop runs in a process of its own (``tests/starved_loop.py``), its thread pinned to a
     CPU where another process spins at a higher priority.
     """
-    script = Path(__file__).parents[1] / "starved_loop.py"
     run = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-m", "tests.starved_loop"],
+        cwd=Path(__file__).parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout)
