@@ -589,5 +589,6 @@ def test_a_task_that_blocks_the_loop_is_named_with_its_route(
     assert blocking["threshold_ms"] == 20.0
     assert "offload" in blocking["hint"]
     slow = {e["task"]: e for e in events(logs, "background_task_slow")}
-    assert set(slow) == {"waits"}  # waiting politely is slow, not blocking
+    assert "waits" in slow  # waiting politely is slow, not blocking (crunch may be both,
+    # on a machine busy enough to stretch its 60 ms of CPU past the 100 ms slow threshold)
     assert slow["waits"]["blocked_ms"] < 20

@@ -181,8 +181,8 @@ class LoopWatchdog:
         assert loop is not None
         while True:
             last_beat = self._last_beat
-            look = self._next_look(last_beat, sampled_beat, reported_beat)
-            if self._stop.wait(max(look - perf_counter(), _MIN_WAIT_S)):
+            due = self._next_look(last_beat, sampled_beat, reported_beat, perf_counter())
+            if self._stop.wait(due - perf_counter()):
                 return
             if not loop.is_running():  # it ended without a shutdown to stop this thread
                 return
@@ -204,14 +204,22 @@ class LoopWatchdog:
                 reported_beat = last_beat
                 self._report(stuck)
 
-    def _next_look(self, last_beat: float, sampled_beat: float, reported_beat: float) -> float:
-        """When a stall since *last_beat* would next cross a threshold not yet acted on."""
+    def _next_look(
+        self, last_beat: float, sampled_beat: float, reported_beat: float, now: float
+    ) -> float:
+        """When a stall since *last_beat* would next cross a threshold not yet acted on.
+
+        Once both are acted on, only the next beat is news: looked for once an interval, not
+        at every millisecond of a long stall (each look takes the GIL from the loop's thread).
+        """
         looks = []
         if self.sample_s is not None and sampled_beat != last_beat:
             looks.append(last_beat + self.sample_s)
         if self.threshold_s is not None and reported_beat != last_beat:
             looks.append(last_beat + self._interval + self.threshold_s)
-        return min(looks, default=last_beat + self._interval * 2)  # else: the next beat
+        if not looks:
+            return max(last_beat + self._interval * 2, now + self._interval)
+        return max(min(looks), now + _MIN_WAIT_S)
 
     def _culprit(self) -> tuple[TaskHandle[Any] | None, asyncio.Task[Any] | None]:
         """The lightwork task holding the loop, else the asyncio task running on it, if any."""
