@@ -375,6 +375,8 @@ async def test_a_job_the_outbox_cannot_keep_is_logged_as_lost_not_dead_lettered(
 async def test_closing_again_closes_an_outbox_that_a_look_into_it_reopened(
     tmp_path: Path, lightwork_tasks: TaskRecorder
 ) -> None:
+    # An earlier test's outbox thread may still be on its way out, on a busy machine.
+    await wait_until(lambda: outbox_threads() == 0)
     engine = Engine()
     engine.available = False
     outbox = fast_outbox(tmp_path / "o.db")
