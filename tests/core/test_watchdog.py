@@ -300,12 +300,13 @@ async def test_a_task_that_lets_the_loop_go_in_time_is_not_charged(logs: Logs) -
     assert handle.blocked == 0.0
 
 
-SCHEDSTAT = Path("/proc/thread-self/schedstat")
-
-
-def run_starved_loop() -> dict[str, Any]:
-    """Run ``tests/starved_loop.py`` in a process of its own; return what it printed."""
-    run = subprocess.run(
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not Path("/proc/thread-self/schedstat").exists() or len(os.sched_getaffinity(0)) < 2,
+    reason="needs Linux's schedstat, and a second CPU for the watchdog's thread",
+)
+def test_a_loop_kept_waiting_for_a_cpu_on_a_busy_machine_charges_no_task_and_says_so() -> None:
+    run = subprocess.run(  # the loop's thread starved in a process of its own
         [sys.executable, "-m", "tests.starved_loop"],
         cwd=Path(__file__).parents[2],
         capture_output=True,
@@ -314,37 +315,24 @@ def run_starved_loop() -> dict[str, Any]:
         check=False,
     )
     assert run.returncode == 0, run.stderr
-    result: dict[str, Any] = json.loads(run.stdout)
+    result = json.loads(run.stdout)
     assert result["waited"] > 0.2  # the loop's thread was kept off a CPU, for long
-    return result
-
-
-def assert_only_rude_was_charged(result: dict[str, Any]) -> None:
-    """``polite`` computed 5 ms at a time, ``rude`` slept 150 ms without awaiting."""
-    assert result["blocked"]["polite"] == 0.0  # however late its steps ended
-    assert 0.1 <= result["blocked"]["rude"] < 0.2
     blocking = [e for e in result["events"] if e["event"] == "background_task_blocking"]
-    assert [e["task"] for e in blocking] == ["rude"]
-    assert 100 <= blocking[0]["blocked_ms"] < 200
-    [rude_stuck] = [
-        e for e in result["events"] if e["event"] == "event_loop_blocked" and e["task"] == "rude"
-    ]
-    assert rude_stuck["hint"] == BLOCKING_HINT
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(
-    not SCHEDSTAT.exists() or len(os.sched_getaffinity(0)) < 2,
-    reason="needs Linux's schedstat, and a second CPU for the watchdog's thread",
-)
-def test_a_loop_kept_waiting_for_a_cpu_on_a_busy_machine_charges_no_task_and_says_so() -> None:
-    result = run_starved_loop()
-    assert_only_rude_was_charged(result)
-    # The loop did stall while polite ran, past the watchdog's 50 ms: reported, and the wait
-    # for a CPU named as the cause (a wait still going on is known only once it ends: a
-    # report made in the middle of one may not tell).
     stuck = [e for e in result["events"] if e["event"] == "event_loop_blocked"]
+
+    # `polite` computed 5 ms at a time: never charged, however late its steps ended.
+    assert result["blocked"]["polite"] == 0.0
+    assert [e["task"] for e in blocking] == ["rude"]
+    # The loop did stall while it ran, past the watchdog's 50 ms: reported, and the wait for
+    # a CPU named as the cause (a wait still going on is known only once it ends: a report
+    # made in the middle of one may not tell).
     assert CPU_WAIT_HINT in [e["hint"] for e in stuck if e["task"] == "polite"]
+
+    # `rude` then slept 150 ms without awaiting: its own hold, charged.
+    assert 0.1 <= result["blocked"]["rude"] < 0.2
+    assert 100 <= blocking[0]["blocked_ms"] < 200
+    [rude_stuck] = [e for e in stuck if e["task"] == "rude"]
+    assert rude_stuck["hint"] == BLOCKING_HINT
 
 
 def test_only_what_asks_for_it_runs_a_watchdog_thread() -> None:
