@@ -6,7 +6,6 @@ import asyncio
 import os
 import re
 import shutil
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ from lightwork import Scheduler
 from lightwork.status import StatusCheck, status_app
 from lightwork.testing import TaskRecorder
 from tests.http_server import serving
+from tests.support import spin
 
 ADMIN = {"x-admin": "yes"}
 HELD = re.compile(r"^\d+\.\d+ ms$")  # how the page shows a few milliseconds
@@ -49,11 +49,8 @@ def build_app(check: StatusCheck = is_admin, scheduler: Scheduler | None = None)
     async def crunch_numbers() -> None:
         # CPU work inside a coroutine: it holds the event loop well past the 20 ms block
         # threshold, for the sampling watchdog to see it even on a busy machine (whose
-        # thread may wait tens of milliseconds for a CPU). Counted in CPU time: a wait of
-        # the loop's own thread for a CPU is not the task's.
-        deadline = time.thread_time() + 0.1
-        while time.thread_time() < deadline:
-            pass
+        # thread may wait tens of milliseconds for a CPU).
+        spin(0.1)
 
     async def report(request: Request) -> PlainTextResponse:
         finish.clear()
