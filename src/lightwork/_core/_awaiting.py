@@ -2,9 +2,10 @@
 
 A coroutine compiled by mypyc forwards an exception thrown into it (a cancellation) to what
 it awaits with ``throw(type, value, traceback)``, the form Python 3.12 deprecates, so each
-cancellation would warn. The compiled modules therefore hold no coroutine: their methods do
-the deciding, synchronously, and return the future or the object to wait for; the few lines
-here do the waiting. Whatever is compiled or not, this module stays plain Python.
+cancellation would warn. The compiled modules therefore hold one coroutine only, the task driver,
+whose ``throw()`` is lightwork's own (``adopt_driver``); their methods do the deciding,
+synchronously, and return the future or the object to wait for; the few lines here do the
+waiting. Whatever is compiled or not, this module stays plain Python.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
+    from types import TracebackType
 
 T = TypeVar("T")
 H = TypeVar("H")
@@ -155,3 +157,31 @@ async def _wait_all(scheduler: Drains, deadline: float, *, shielded_only: bool) 
             await asyncio.wait(pending, timeout=remaining)
         else:
             return
+
+
+def adopt_driver(
+    cls: type,
+    throw: Callable[
+        [object, type[BaseException] | BaseException, object, TracebackType | None], Any
+    ],
+    close: Callable[[object], None],
+) -> None:
+    """Make *throw* and *close* the ``throw()`` and ``close()`` of *cls*'s coroutines.
+
+    For the compiled task driver (``_monitor.launch`` says why). Methods defined here, in
+    plain Python, as a compiled function set on a class is not bound to its instances.
+    """
+
+    def throw_method(
+        driver: object,
+        typ: type[BaseException] | BaseException,
+        val: object = None,
+        tb: TracebackType | None = None,
+    ) -> Any:
+        return throw(driver, typ, val, tb)
+
+    def close_method(driver: object) -> None:
+        close(driver)
+
+    cls.throw = throw_method  # type: ignore[attr-defined]
+    cls.close = close_method  # type: ignore[attr-defined]

@@ -84,8 +84,9 @@ class Lifecycle(TaskOwner):
     def _on_first_wait(self, handle: TaskHandle[Any]) -> None:
         """Arm the first timer, counted from the first step: the slow warning, else the timeout.
 
-        Only once the task first waits: one that ends in its first step needs no timer (and
-        could not be stopped in the middle of that step anyway).
+        Only once the task first waits, where its driver can tell: one that ends in its first
+        step needs no timer (and could not be stopped in the middle of that step anyway).
+        The compiled driver, which cannot, arms it before (see ``_monitor.drive``).
         """
         slow, timeout = handle.slow_threshold, handle.timeout
         delay = slow if slow is not None and (timeout is None or slow < timeout) else timeout
@@ -199,6 +200,7 @@ class Lifecycle(TaskOwner):
         if handle._deadline is not None:
             self._deadlines.disarm(handle)
         handle._task = None
+        handle._coro = None
         watchdog = self.watchdog
         if watchdog is not None and watchdog._sampled is not None:  # held the loop till now
             watchdog.settle()

@@ -1,11 +1,13 @@
 """How a task's coroutine is driven: its first step, its end, and optionally each step's time.
 
-``TrackedCoroutine`` stands between asyncio and a task's coroutine without a wrapper
-coroutine frame (asyncio drives it like any coroutine, through the same methods): it starts
-the task's clock on the first step and ends its handle in the last one, so no done-callback
-is registered and scheduled per task.
+Compiled, a task's asyncio coroutine is ``drive``, which awaits the task's coroutine and
+ends its handle: a coroutine compiled by mypyc finishes through its ``am_send`` slot, and
+awaits through ``PyIter_Send``, so a task ends without a ``StopIteration`` (and without the
+traceback entry mypyc would make for it). As plain Python, ``TrackedCoroutine`` does the same
+work without a wrapper coroutine frame (asyncio drives it like any coroutine, through the
+same methods).
 
-``TimedCoroutine`` also times every ``send``/``throw``: a task that awaits a slow API is
+``TimedCoroutine`` also times every step: a task that awaits a slow API is
 slow but harmless, one that computes inside a coroutine holds the event loop. That is
 exact per task, and costs two clock reads per step; the loop watchdog's sampling tells the
 same without a cost per step, for steps past a threshold only.
@@ -16,14 +18,16 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
+import types
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Final, TypeVar, final
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast, final
+
+from ._awaiting import adopt_driver
+from ._handle import TaskHandle
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Generator
     from types import TracebackType
-
-    from ._handle import TaskHandle
 
 T = TypeVar("T")
 
@@ -77,7 +81,9 @@ def running_handle() -> TaskHandle[Any] | None:
     if task is None:
         return None
     driver = task.get_coro()
-    return driver._handle if isinstance(driver, TrackedCoroutine) else None
+    if isinstance(driver, TrackedCoroutine):
+        return driver._handle
+    return driven_handle(driver) if type(driver) is adopted.driver else None
 
 
 def call_as(handle: TaskHandle[Any] | None, call: Callable[[], T]) -> T:
@@ -115,6 +121,125 @@ def count_gc_time() -> None:
         gc.callbacks.append(_on_gc)
 
 
+async def drive(handle: TaskHandle[Any], coro: Coroutine[Any, Any, Any]) -> None:
+    """Run *handle*'s task: start its clock, await its coroutine, end it. Compiled only.
+
+    A task's exception is reported by lightwork, so the asyncio task itself ends quietly
+    with ``None``. What asyncio throws in (a cancellation, a failed future's error) does not
+    come here: see ``launch``.
+    """
+    scheduler = handle._scheduler
+    scheduler._on_first_step(handle, _clock())
+    # Armed before the first step: no code of a compiled coroutine runs between that step
+    # and the wait it ends in. A task that ends in its first step disarms it at once.
+    scheduler._on_first_wait(handle)
+    try:
+        result = await coro
+    except BaseException as exc:
+        handle._scheduler._on_end(handle, exc, None, _clock())
+        if isinstance(exc, Exception):  # reported once, by lightwork; asyncio need not
+            return
+        raise  # cancellation, KeyboardInterrupt, SystemExit: never swallowed
+    handle._scheduler._on_end(handle, None, result, _clock())
+
+
+_DRIVE_COMPILED: Final = not isinstance(drive, types.FunctionType)
+
+
+@final
+class Adopted:
+    """The class of compiled ``drive`` coroutines, once ``launch`` has made it lightwork's."""
+
+    __slots__ = ("driver",)
+
+    def __init__(self) -> None:
+        self.driver: type | None = None
+
+
+adopted: Final = Adopted()
+
+
+def launch(handle: TaskHandle[Any], timed: bool) -> Coroutine[Any, Any, Any]:
+    """Make the coroutine that asyncio runs as *handle*'s task.
+
+    Compiled, ``drive``. Where a compiled coroutine awaits, mypyc forwards what is thrown
+    into it with ``throw(type, value, traceback)``, the form Python 3.12 deprecates; so the
+    class of ``drive``'s coroutines gets a ``throw()`` of lightwork's (``throw_into``), which
+    asyncio calls by name: it throws into the task's coroutine itself, with one argument.
+    As plain Python, or with each step timed, a slotted driver instead.
+    """
+    coro = handle._coro
+    assert coro is not None
+    if timed:
+        return cast("Coroutine[Any, Any, Any]", TimedCoroutine(coro, handle))
+    if not _DRIVE_COMPILED:  # an interpreted coroutine cannot take a throw before it starts
+        return cast("Coroutine[Any, Any, Any]", TrackedCoroutine(coro, handle))
+    driver = drive(handle, coro)
+    if type(driver) is not adopted.driver:  # the first task
+        adopt_driver(type(driver), throw_into, close_driven)
+        adopted.driver = type(driver)
+    return driver
+
+
+def driven_handle(driver: object) -> TaskHandle[Any] | None:
+    """The handle that a compiled ``drive`` coroutine drives, among the objects it holds.
+
+    A compiled coroutine's locals cannot be read from outside; the collector's view of what
+    it references can. Only asked for on a throw, or for ``running_handle()``.
+    """
+    for held in gc.get_referents(driver):
+        if isinstance(held, TaskHandle):
+            return held
+    return None
+
+
+def throw_into(
+    driver: object,
+    typ: type[BaseException] | BaseException,
+    val: BaseException | object = None,
+    tb: TracebackType | None = None,
+) -> Any:
+    """``throw()`` of a compiled ``drive`` coroutine: throw into its task's own coroutine.
+
+    The driver stays where it waits, inside its ``await``: if the coroutine goes on, the
+    driver's next step goes on with it; if it ends, its task ends here.
+    """
+    handle = driven_handle(driver)
+    assert handle is not None
+    error = _exception(typ, val, tb)
+    coro = handle._coro
+    if coro is None:  # the task has ended: as a finished coroutine would
+        raise error
+    if handle._started_at == 0.0:  # thrown in before its first step (cancelled at once)
+        handle._scheduler._on_first_step(handle, _clock())
+    try:
+        return coro.throw(error)
+    except _StopIteration as stop:
+        handle._scheduler._on_end(handle, None, stop.value, _clock())
+    except BaseException as exc:
+        handle._scheduler._on_end(handle, exc, None, _clock())
+        if not isinstance(exc, Exception):
+            raise
+    raise StopIteration  # the asyncio task ends, quietly
+
+
+def close_driven(driver: object) -> None:
+    """``close()`` of a compiled ``drive`` coroutine: close its task's own coroutine."""
+    handle = driven_handle(driver)
+    if handle is not None and handle._coro is not None:
+        handle._coro.close()
+
+
+def _exception(
+    typ: type[BaseException] | BaseException, val: BaseException | object, tb: TracebackType | None
+) -> type[BaseException] | BaseException:
+    """What ``throw()`` was given, as its one-argument form."""
+    if val is None and tb is None:
+        return typ
+    error = val if isinstance(val, BaseException) else typ(val)  # type: ignore[operator]
+    return error.with_traceback(tb)
+
+
 class TrackedCoroutine:
     """Drive a task's coroutine: start its clock on the first step, end its handle in the last.
 
@@ -150,11 +275,7 @@ class TrackedCoroutine:
         val: BaseException | object = None,
         tb: TracebackType | None = None,
     ) -> Any:
-        if val is not None or tb is not None:  # the old three-argument form
-            error = val if isinstance(val, BaseException) else typ(val)  # type: ignore[operator]
-            self._thrown = error.with_traceback(tb)
-        else:
-            self._thrown = typ
+        self._thrown = _exception(typ, val, tb)
         return self.__next__()
 
     def __next__(self) -> Any:

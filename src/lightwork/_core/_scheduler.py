@@ -13,7 +13,7 @@ import asyncio
 import concurrent.futures
 import functools
 import math
-from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypeVar, cast, get_args
+from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypeVar, get_args
 
 import anyio
 import anyio.from_thread
@@ -24,7 +24,7 @@ from ._awaiting import enter_scheduler, start_scheduler
 from ._deadlines import Deadlines
 from ._exceptions import BackgroundQueueFull, SchedulerClosedError
 from ._handle import HOLDS_SLOT, PENDING, RESERVED, RUNNING, TERMINAL_STATES, TaskHandle, TaskState
-from ._monitor import TimedCoroutine, TrackedCoroutine, count_gc_time
+from ._monitor import count_gc_time, launch
 from ._options import check_duration
 from ._ports import NO_OFFLOAD
 from ._reporting import task_fields
@@ -473,17 +473,10 @@ class Scheduler(Shutdown, TaskSource, SourceOwner):
     def _launch(self, handle: TaskHandle[Any]) -> None:
         loop = self._loop
         assert loop is not None
-        coro, handle._coro = handle._coro, None
-        assert coro is not None
         handle.state = RUNNING
         self._running.add(handle)
         # Timed from its first step, so that a burst's wait for the loop does not count.
-        # Each class named, not held in an attribute: compiled, a named native class is
-        # made by a direct C call, where calling a class held in a variable parses arguments.
-        driver = cast(  # a coroutine to asyncio by its methods
-            "Coroutine[Any, Any, Any]",
-            TimedCoroutine(coro, handle) if self.time_steps else TrackedCoroutine(coro, handle),
-        )
+        driver = launch(handle, self.time_steps)
         if loop.get_task_factory() is None:
             # What create_task() makes without a factory, made here: 1,900 fewer instructions
             # a task on uvloop, whose create_task() parses its keywords, then names the task
