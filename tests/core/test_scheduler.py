@@ -660,9 +660,7 @@ async def test_finished_tasks_leave_no_deadline_behind(scheduler: Scheduler) -> 
     for handle in handles:
         await handle
     assert len(scheduler._deadlines) == 0
-    buckets = list(scheduler._deadlines._buckets.values())
-    assert len(buckets) <= 1  # the one kept for the next task, empty
-    assert not any(bucket.handles for bucket in buckets)
+    assert scheduler._deadlines._buckets == {}
 
 
 async def test_a_bucket_dropped_by_close_never_frees_a_new_one_of_the_same_time(

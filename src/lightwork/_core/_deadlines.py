@@ -62,16 +62,7 @@ class Deadlines:
     natively (490 instructions fewer a task that waits).
     """
 
-    __slots__ = (
-        "_buckets",
-        "_keys",
-        "_loop",
-        "_on_timer",
-        "_spare",
-        "_timer",
-        "_timer_key",
-        "slack",
-    )
+    __slots__ = ("_buckets", "_keys", "_loop", "_on_timer", "_timer", "_timer_key", "slack")
 
     def __init__(
         self,
@@ -85,7 +76,6 @@ class Deadlines:
         self._keys: list[int] = []  # a heap of the keys in _buckets
         self._timer: asyncio.TimerHandle | None = None
         self._timer_key = 0
-        self._spare: Bucket | None = None  # see _keep_spare()
 
     def __len__(self) -> int:
         return sum(bucket.armed for bucket in self._buckets.values())
@@ -96,9 +86,7 @@ class Deadlines:
     def arm(self, handle: TaskHandle[Any], at: float) -> None:
         """Call ``on_timer(handle)`` at ``perf_counter()`` time *at*, give or take a bucket."""
         key = math.ceil(at / RESOLUTION_S)
-        bucket = self._spare  # the usual one: tasks that start together end together
-        if bucket is None or bucket.key != key:
-            bucket = self._buckets.get(key)
+        bucket = self._buckets.get(key)
         if bucket is None:
             bucket = self._buckets[key] = Bucket(key)
             heapq.heappush(self._keys, key)
@@ -116,32 +104,16 @@ class Deadlines:
             handle._deadline = None
             armed = bucket.armed = bucket.armed - 1
             if not armed:
+                # Free it now, not when its time comes (a 30 s timeout, say); unless it is no
+                # longer ours (fired, or dropped by close()) and the key has a new bucket.
+                if self._buckets.get(bucket.key) is bucket:
+                    del self._buckets[bucket.key]
                 bucket.handles.clear()
-                if bucket is not self._spare and self._buckets.get(bucket.key) is bucket:
-                    self._keep_spare(bucket)  # not fired, nor dropped by close()
             elif (held := len(bucket.handles)) > 2 * armed and held > armed + self.slack:
                 bucket.compact()
 
-    def _keep_spare(self, bucket: Bucket) -> None:
-        """Keep *bucket*, just emptied, for the tasks that arm the same slice of time next.
-
-        Every task arms its first deadline as it starts, and one that ends in that step
-        disarms it at once: emptied, its bucket would be made again, and its key pushed
-        again, by the next task, which ``arm`` finds here first. One empty bucket is kept;
-        the one before it is freed now, not when its time comes (a 30 s timeout, say).
-        """
-        spare, self._spare = self._spare, bucket
-        if (
-            spare is not None
-            and spare is not bucket
-            and not spare.armed
-            and self._buckets.get(spare.key) is spare
-        ):
-            del self._buckets[spare.key]
-
     def close(self) -> None:
         """Drop every deadline and the loop timer."""
-        self._spare = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -162,9 +134,7 @@ class Deadlines:
         due = math.floor(perf_counter() / RESOLUTION_S)
         while self._keys and self._keys[0] <= due:
             bucket = self._buckets.pop(heapq.heappop(self._keys), None)
-            if bucket is self._spare:
-                self._spare = None  # only a bucket in _buckets is kept for the next task
-            if bucket is None or not bucket.armed:  # emptied by disarming before its time
+            if bucket is None:  # emptied by disarming before its time
                 continue
             bucket.compact()  # first, so that no timer's work can change the bucket
             handles = bucket.handles

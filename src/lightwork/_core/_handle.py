@@ -86,6 +86,9 @@ class TaskOwner:
     def _on_first_wait(self, handle: TaskHandle[Any]) -> None:
         raise NotImplementedError
 
+    def _arm_soon(self, handle: TaskHandle[Any]) -> None:
+        raise NotImplementedError
+
     def _on_longest_step(self, handle: TaskHandle[Any], step: float, stack: str = "") -> None:
         raise NotImplementedError
 

@@ -17,7 +17,16 @@ from . import _logging as log
 from . import _monitor
 from ._awaiting import await_callback
 from ._exceptions import TaskCancelledError, TaskDroppedError, TaskError, TaskTimeoutError
-from ._handle import COMPLETED, HOLDS_SLOT, PENDING, SLOW_LOGGED, TaskHandle, TaskOwner, TaskState
+from ._handle import (
+    COMPLETED,
+    HOLDS_SLOT,
+    PENDING,
+    RUNNING,
+    SLOW_LOGGED,
+    TaskHandle,
+    TaskOwner,
+    TaskState,
+)
 from ._reporting import (
     report_blocking,
     report_callback_cancelled,
@@ -65,6 +74,7 @@ class Lifecycle(TaskOwner):
     _stats: TaskStats
     _admission: Admission | None
     _running: set[TaskHandle[Any]]
+    _starting: list[TaskHandle[Any]]
     _callbacks: set[asyncio.Task[None]]
     _debug: bool
     time_steps: bool
@@ -84,14 +94,39 @@ class Lifecycle(TaskOwner):
     def _on_first_wait(self, handle: TaskHandle[Any]) -> None:
         """Arm the first timer, counted from the first step: the slow warning, else the timeout.
 
-        Only once the task first waits, where its driver can tell: one that ends in its first
-        step needs no timer (and could not be stopped in the middle of that step anyway).
-        The compiled driver, which cannot, arms it before (see ``_monitor.drive``).
+        Only once the task first waits (or, with the compiled driver, once the loop turns
+        after its first step: ``_arm_soon``): one that ends in its first step needs no timer
+        (and could not be stopped in the middle of that step anyway).
         """
         slow, timeout = handle.slow_threshold, handle.timeout
         delay = slow if slow is not None and (timeout is None or slow < timeout) else timeout
         if delay is not None:
             self._deadlines.arm(handle, handle._started_at + delay)
+
+    def _arm_soon(self, handle: TaskHandle[Any]) -> None:
+        """Arm *handle*'s first timer at the loop's next turn, if it is still running then.
+
+        For the compiled driver, which has no code between a task's first step and the wait
+        it ends in: one call at the next turn arms all the tasks that started in this one,
+        and a task that ended in its first step needs none (arming and disarming it cost
+        more than the rest of its end, when each task has a new bucket).
+        """
+        if handle.slow_threshold is None and handle.timeout is None:
+            return
+        starting = self._starting
+        if not starting:
+            assert self._loop is not None
+            # In a copy of the current context, for one turn: a context given by keyword
+            # costs uvloop's call_soon() a parse of its keywords (4,000 instructions a task
+            # when each request adds one).
+            self._loop.call_soon(self._arm_started)
+        starting.append(handle)
+
+    def _arm_started(self) -> None:
+        starting, self._starting = self._starting, []
+        for handle in starting:
+            if handle.state is RUNNING:
+                self._on_first_wait(handle)
 
     def _on_longest_step(self, handle: TaskHandle[Any], step: float, stack: str = "") -> None:
         """Report a step that is the task's longest yet, if it held the loop past the threshold.

@@ -130,9 +130,7 @@ async def drive(handle: TaskHandle[Any], coro: Coroutine[Any, Any, Any]) -> None
     """
     scheduler = handle._scheduler
     scheduler._on_first_step(handle, _clock())
-    # Armed before the first step: no code of a compiled coroutine runs between that step
-    # and the wait it ends in. A task that ends in its first step disarms it at once.
-    scheduler._on_first_wait(handle)
+    scheduler._arm_soon(handle)  # no code of this coroutine runs between that step and its wait
     try:
         result = await coro
     except BaseException as exc:

@@ -1,10 +1,10 @@
 """The scheduler: runs tasks as plain asyncio tasks, times them, limits them, drains them.
 
-The hot path is one ``loop.create_task`` around a slotted driver (``TrackedCoroutine``, which
-starts the task's clock and ends it in its last step; ``TimedCoroutine`` with ``time_steps``
-also times each step), and at most one deadline per task in shared
-buckets (the slow-task warning first, then the timeout), armed once the task first waits:
-no wrapper coroutine, no cancel scope, no task group, no done-callback, no timer of its own.
+The hot path is one ``loop.create_task`` around a driver (``_monitor.launch``: compiled, a
+compiled coroutine of 80 bytes; as plain Python, a slotted object; either starts the task's
+clock and ends it in its last step), and at most one deadline per task in shared buckets
+(the slow-task warning first, then the timeout): no interpreted wrapper coroutine, no cancel
+scope, no task group, no done-callback, no timer of its own.
 """
 
 from __future__ import annotations
@@ -98,6 +98,7 @@ class Scheduler(Shutdown, TaskSource, SourceOwner):
         self.log_args = log_args
         self.time_steps = time_steps
         self._running: set[TaskHandle[Any]] = set()
+        self._starting: list[TaskHandle[Any]] = []  # whose first timer _arm_soon() arms
         sample_s = None if time_steps else block_threshold
         self.watchdog = (
             None
@@ -208,6 +209,7 @@ class Scheduler(Shutdown, TaskSource, SourceOwner):
             self._limiter = anyio.CapacityLimiter(self.max_threads)
             self._deadlines.close()
             self._deadlines = Deadlines(loop, self._on_timer)
+            self._starting = []  # their arming, due on the old loop, will not run
             count_gc_time()
             if self.watchdog is not None:
                 self.watchdog.stop()
