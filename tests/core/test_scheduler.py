@@ -274,8 +274,8 @@ async def test_a_task_cancelled_before_its_first_step_ends_cancelled_once_and_ne
         ran.append("ran")
 
     handle = scheduler.add_task(record())
-    assert handle.state is TaskState.RUNNING  # launched, not yet stepped
-    assert handle._task is not None
+    assert handle._task is not None  # launched,
+    assert handle._started_at == 0.0  # not yet stepped
     assert isinstance(handle._task.get_coro(), collections.abc.Coroutine)
     assert handle.cancel() is True
     with pytest.raises(lightwork.TaskCancelledError):
