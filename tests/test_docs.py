@@ -315,7 +315,9 @@ async def test_an_inline_function_past_its_timeout_still_completes(logs: Logs) -
     async with lightwork.Scheduler() as scheduler:
         handle = scheduler.add_task(tally)
         assert await handle == 1
-    assert handle.blocked == handle.longest_step >= 0.025  # 30 ms, sampled
+    # 30 ms, sampled: at least the 20 ms threshold it was reported at, less any time the
+    # loop's thread then waited for a CPU (not the task's), as beside two other suites in CI.
+    assert handle.blocked == handle.longest_step >= 0.02
     assert [e["event"] for e in logs if e.get("task") == "tally"] == [
         "background_task_blocking",
         "background_task_slow",
