@@ -34,6 +34,8 @@ from ._runtime import configure_logging
 from .instructions import instructions_per
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from starlette.requests import Request
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -47,6 +49,8 @@ APPS: Final[dict[str, tuple[str, list[dict[str, Any]]]]] = {
     "task": ("lightwork add_task endpoint", [{}]),
 }
 """Each app: its label, and the options of each ``BackgroundMiddleware`` it is wrapped in."""
+WITHOUT_LIGHTWORK: Final = ("plain", "empty", "bare_task")
+"""The apps with no lightwork in them: one build is enough."""
 TASK_APPS: Final = ("bare_task", "task")
 """The apps whose endpoint starts a no-op task: each request is followed by one turn of the
 loop, in which the task runs; their ratio is the lightwork one's to the bare one's."""
@@ -129,8 +133,34 @@ async def _child(key: str, n: int) -> None:
     await _serve(app, n, turn=turn)
 
 
-def _per_request(key: str, n: int, pure: bool) -> float:
-    return instructions_per("bench.requests", [key], n, pure=pure)
+def count_apps(module: str, keys: Iterable[str], n: int) -> dict[tuple[str, bool], float]:
+    """Count the instructions a request of each app of *keys*, and of its anchor, costs.
+
+    With ``python -m <module> --child APP N``; each lightwork app compiled (when the install
+    built it) and pure, in ``APPS``' order; keyed by app and whether it ran pure.
+    """
+    chosen = set(keys) | {"bare_task" if key in TASK_APPS else "plain" for key in keys}
+    cores = [False, True] if lightwork.compiled else [True]
+    cells = [
+        (key, pure)
+        for key in APPS
+        if key in chosen
+        for pure in ([False] if key in WITHOUT_LIGHTWORK else cores)
+    ]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        counted = pool.map(lambda c: instructions_per(module, [c[0]], n, pure=c[1]), cells)
+        return dict(zip(cells, counted, strict=True))
+
+
+def print_counts(title: str, task_heading: str, counts: dict[tuple[str, bool], float]) -> None:
+    """Print each app's count and its ratio to its anchor's."""
+    print(title)
+    for (key, pure), count in counts.items():
+        if key == "bare_task":
+            print(task_heading)
+        anchor = counts["bare_task" if key in TASK_APPS else "plain", False]
+        build = "" if key in WITHOUT_LIGHTWORK else " (pure Python)" if pure else " (compiled)"
+        print(f"{APPS[key][0] + build:<46}{count:>9,.0f}  {anchor / count:5.3f}x")
 
 
 def main() -> None:
@@ -146,23 +176,12 @@ def main() -> None:
         return
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed: apt-get install -y valgrind")
-    cores = [False, True] if lightwork.compiled else [True]
-    alone = ("plain", "empty", "bare_task")  # no lightwork in them: one build is enough
-    cells = [("plain", False), ("empty", False)] + [
-        (key, pure) for key in APPS if key not in alone for pure in cores
-    ]
-    cells.insert(cells.index(("task", cores[0])), ("bare_task", False))
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        counts = dict(
-            zip(cells, pool.map(lambda c: _per_request(c[0], args.n, c[1]), cells), strict=True)
-        )
-    print(f"instructions per request, callgrind, in-process ASGI, uvloop, {args.n:,} requests")
-    for key, pure in cells:
-        if key == "bare_task":
-            print("with a no-op task, and a turn of the loop after each request:")
-        anchor = counts["bare_task" if key in TASK_APPS else "plain", False]
-        label = APPS[key][0] + ("" if key in alone else " (pure Python)" if pure else " (compiled)")
-        print(f"{label:<46}{counts[key, pure]:>9,.0f}  {anchor / counts[key, pure]:4.2f}x")
+    counts = count_apps("bench.requests", APPS, args.n)
+    print_counts(
+        f"instructions per request, callgrind, in-process ASGI, uvloop, {args.n:,} requests",
+        "with a no-op task, and a turn of the loop after each request:",
+        counts,
+    )
 
 
 if __name__ == "__main__":
