@@ -200,6 +200,37 @@ def test_a_request_handler_that_blocks_is_named_by_its_route(logs: Logs) -> None
     assert "in report" in blocked["stack"]
 
 
+def test_a_plain_asyncio_task_that_blocks_is_not_blamed_on_the_request_that_made_it(
+    logs: Logs,
+) -> None:
+    spawned: set[asyncio.Task[None]] = set()
+
+    async def hold_the_loop() -> None:
+        await asyncio.sleep(0)  # after the request's own step
+        deadline = time.monotonic() + 5
+        while not events(logs, "event_loop_blocked") and time.monotonic() < deadline:
+            time.sleep(0.01)  # noqa: ASYNC251 -- blocking the loop is the point here
+
+    async def endpoint(request: Request) -> Response:
+        task = asyncio.get_running_loop().create_task(hold_the_loop())
+        spawned.add(task)
+        task.add_done_callback(spawned.discard)
+        return PlainTextResponse("ok")
+
+    app = Starlette(
+        routes=[Route("/spawn", endpoint)],
+        middleware=[Middleware(BackgroundMiddleware, scheduler=Scheduler(watchdog=0.05))],
+    )
+    with TestClient(app) as client:
+        client.get("/spawn")
+        deadline = time.monotonic() + 5
+        while spawned and time.monotonic() < deadline:
+            client.portal.call(asyncio.sleep, 0.01)
+    [blocked] = events(logs, "event_loop_blocked")
+    assert (blocked["task"], blocked["route"]) == (None, None)
+    assert "in hold_the_loop" in blocked["stack"]
+
+
 async def test_a_loop_that_waits_politely_is_never_reported(logs: Logs) -> None:
     async with Scheduler(watchdog=0.05) as scheduler:
         handles = [scheduler.add_task(asyncio.sleep(0.3)) for _ in range(10)]

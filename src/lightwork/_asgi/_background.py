@@ -53,7 +53,7 @@ class Background(OffloadingSource):
         # and whether the response was sent in full. None while it runs, or if tasks start
         # at once (no response to wait for).
         self._outcome: tuple[int | None, str | None, bool] | None = None
-        # What undoes binding the request as the current one, for close_request().
+        # What undoes binding the request as the current one, for ResponseWatch.close().
         self._unbind: Token[RequestInfo | None] | None = None
 
     def __repr__(self) -> str:

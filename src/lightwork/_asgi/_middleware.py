@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Final, get_args
 
 from .._core import _watchdog
 from .._core._options import check_run_if
 from .._core._types import RunIf, StartPolicy
 from .._offload._scheduler import Scheduler
-from ._response import close_request, open_request
+from ._response import RequestOpener, ResponseWatch
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
     from .._core._admission import Overflow
@@ -92,37 +93,28 @@ class BackgroundMiddleware:
         self.start: StartPolicy = start
         self.run_if: RunIf = run_if
         self.request_context = request_context
+        self._requests = RequestOpener(
+            self.scheduler, run_if, immediately=start == "immediately", bind=request_context
+        )
 
     def __repr__(self) -> str:
         return f"<BackgroundMiddleware start={self.start!r} run_if={self.run_if!r}>"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # One coroutine for the whole request: every request pays for this method.
-        kind = scope["type"]
-        if kind != "http" and kind != "websocket":  # noqa: PLR1714 -- faster than `in`
-            if kind == "lifespan":
+        # Every request pays for this coroutine's bytecode: the deciding is compiled.
+        response = self._requests.open(scope, send)
+        if response is None:  # not a request
+            if scope["type"] == "lifespan":
                 await self._lifespan(scope, receive, send)
             else:
                 await self.app(scope, receive, send)
             return
-        # Websockets have no response to wait for: their tasks start at once.
-        released = kind == "websocket" or self.start == "immediately"
-        response = open_request(
-            scope, send, self.scheduler, self.run_if, released, self.request_context
-        )
-        watched = asyncio.current_task() if _watchdog.watching else None
-        if watched is not None:  # so that a stuck loop is blamed on it
-            _watchdog.requests[watched] = response._background._request.route
-        try:
-            await self.app(scope, receive, send if released else response)
+        try:  # `response`, a local the watchdog reads: see _request_route
+            await self.app(scope, receive, response.app_send)
         except BaseException as exc:
-            close_request(response, exc)
+            response.close(exc)
             raise
-        else:
-            close_request(response, None)
-        finally:
-            if watched is not None:
-                _watchdog.requests.pop(watched, None)
+        response.close(None)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def receive_and_manage() -> Message:
@@ -134,3 +126,16 @@ class BackgroundMiddleware:
             return message
 
         await self.app(scope, receive_and_manage, send)
+
+
+def _request_route(frame: FrameType) -> str | None:
+    """The route of the request a frame of ``BackgroundMiddleware.__call__`` serves.
+
+    Read by the watchdog from the loop thread's stack when a request holds the loop: nothing
+    is recorded per request for it.
+    """
+    response = frame.f_locals.get("response")
+    return response.route if isinstance(response, ResponseWatch) else None
+
+
+_watchdog.request_frames[BackgroundMiddleware.__call__.__code__] = _request_route

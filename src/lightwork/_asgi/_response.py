@@ -1,7 +1,7 @@
-"""A request's life in the middleware: ``open_request``, ``ResponseWatch``, ``close_request``.
+"""A request's life in the middleware: ``RequestOpener.open``, then ``ResponseWatch``.
 
 ``ResponseWatch`` is the ``send`` an app gets when its request's tasks wait for the
-response; ``close_request`` settles it, and the request, when the app returns or raises.
+response; its ``close()`` settles it, and the request, when the app returns or raises.
 """
 
 from __future__ import annotations
@@ -32,13 +32,24 @@ class ResponseWatch:
     awaited here, to release the tasks after it, and only if the request holds some.
     """
 
-    __slots__ = ("_background", "_send", "complete", "status")
+    __slots__ = ("_background", "_send", "_watched", "complete", "status")
 
-    def __init__(self, send: Send, background: Background) -> None:
+    def __init__(self, send: Send, background: Background, *, watched: bool) -> None:
         self._send = send
         self._background = background
+        self._watched = watched
         self.status: int | None = None
         self.complete = False
+
+    @property
+    def app_send(self) -> Send:
+        """The ``send`` to give the app: this watch, or the server's if nothing waits for it."""
+        return self if self._watched else self._send
+
+    @property
+    def route(self) -> str:
+        """The request as ``"GET /path"``: for the watchdog, when a request holds the loop."""
+        return self._background._request.route
 
     def __call__(self, message: Message) -> Awaitable[None]:
         # Typed, and `in` then `[]`: compiled, a str compares natively, and a mapping's
@@ -65,40 +76,60 @@ class ResponseWatch:
         if (self.status or 500) < 500:
             self._background._release(self.status, None, complete=True)
 
-    def request_ended(self, error: BaseException | None) -> None:
-        """The app returned or raised: release what the response did not (a 5xx, a cut-off)."""
-        if not self._background._released:
-            self._background._release(self.status, error, complete=self.complete)
+    def close(self, error: BaseException | None) -> None:
+        """The app returned, or raised *error*: settle what the response did not, and unbind.
+
+        A 5xx or a cut-off response leaves the request's tasks to be released here.
+        """
+        background = self._background
+        if not background._released:
+            background._release(self.status, error, complete=self.complete)
+        if background._unbind is not None:
+            unbind_request(background._unbind)
+            background._unbind = None
 
 
-def open_request(
-    scope: Scope, send: Send, scheduler: Scheduler, run_if: RunIf, released: bool, bind: bool
-) -> ResponseWatch:
-    """Make a request's ``Background``, put it where its handlers find it, and watch *send*.
+@final
+class RequestOpener:
+    """What the middleware decided for every request, and the one call that opens each.
 
-    At ``scope["lightwork.background"]`` and in the request's state, which the ASGI spec has
-    servers copy from the lifespan state for each request: no copy here. With *bind*, the
-    request is the current one (for its log events) until ``close_request``. The app gets
-    the watch as its ``send`` unless the request's tasks are *released* at once. One call
-    from the middleware's coroutine for all of it: each call from interpreted code into
-    compiled code costs a few hundred instructions, on every request.
+    One call from the middleware's coroutine for all of a request's setting up: each call
+    from interpreted code into compiled code costs a few hundred instructions, and each
+    argument passed a look-up, on every request.
     """
-    request = RequestInfo(scope)
-    background = Background(scheduler, run_if, request, released=released)
-    if bind:
-        background._unbind = bind_request(request)
-    scope[SCOPE_KEY] = background
-    if "state" in scope:  # `in` then `[]`: compiled, `.get()` is a method call
-        scope["state"]["background"] = background
-    else:
-        scope["state"] = {"background": background}
-    return ResponseWatch(send, background)
 
+    __slots__ = ("_bind", "_immediately", "_run_if", "_scheduler")
 
-def close_request(response: ResponseWatch, error: BaseException | None) -> None:
-    """The app has returned, or raised *error*: settle what the response did not, and unbind."""
-    response.request_ended(error)
-    background = response._background
-    if background._unbind is not None:
-        unbind_request(background._unbind)
-        background._unbind = None
+    def __init__(
+        self, scheduler: Scheduler, run_if: RunIf, *, immediately: bool, bind: bool
+    ) -> None:
+        self._scheduler = scheduler
+        self._run_if: RunIf = run_if
+        self._immediately = immediately
+        self._bind = bind
+
+    def open(self, scope: Scope, send: Send) -> ResponseWatch | None:
+        """Make a request's ``Background``, put it where its handlers find it, watch *send*.
+
+        ``None`` if *scope* is not a request or a websocket. The ``Background`` goes at
+        ``scope["lightwork.background"]`` and in the request's state, which the ASGI spec
+        has servers copy from the lifespan state for each request: no copy here. The
+        request is the current one (for its log events) until ``ResponseWatch.close``.
+        """
+        kind: str = scope["type"]
+        if kind == "http":
+            released = self._immediately
+        elif kind == "websocket":  # no response to wait for: its tasks start at once
+            released = True
+        else:
+            return None
+        request = RequestInfo(scope)
+        background = Background(self._scheduler, self._run_if, request, released=released)
+        if self._bind:
+            background._unbind = bind_request(request)
+        scope[SCOPE_KEY] = background
+        if "state" in scope:  # `in` then `[]`: compiled, `.get()` is a method call
+            scope["state"]["background"] = background
+        else:
+            scope["state"] = {"background": background}
+        return ResponseWatch(send, background, watched=not released)

@@ -34,6 +34,7 @@ from ._reporting import ms
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection
     from contextvars import Context
+    from types import CodeType, FrameType
 
     from ._handle import TaskHandle
 
@@ -44,10 +45,10 @@ _MIN_WAIT_S: Final = 0.001
 _SCHEDSTAT: Final = "/proc/self/task/{}/schedstat"
 """A thread's time on a CPU, and waiting for one (runnable, not running), in ns (Linux)."""
 
-requests: dict[asyncio.Task[Any], str] = {}
-"""The request each running request task serves (``"GET /path"``), while a watchdog runs."""
-watching = 0
-"""How many watchdogs run: the middleware records ``requests`` only when one does."""
+request_frames: dict[CodeType, Callable[[FrameType], str | None]] = {}
+"""The code of the coroutines that serve a request (the middleware's), each with what reads
+the request's route (``"GET /path"``) off one of its frames: looked up in the loop thread's
+stack when it is stuck, so that nothing is recorded per request."""
 
 
 class LoopWatchdog:
@@ -91,7 +92,6 @@ class LoopWatchdog:
 
     def start(self) -> None:
         """Start beating on the running loop and watching it from a daemon thread."""
-        global watching  # noqa: PLW0603
         if self._thread is not None:
             return
         self._loop = asyncio.get_running_loop()
@@ -104,11 +104,9 @@ class LoopWatchdog:
         self._beat()
         self._thread = threading.Thread(target=self._watch, name="lightwork-watchdog", daemon=True)
         self._thread.start()
-        watching += 1
 
     def stop(self) -> None:
         """Stop the beats and the thread."""
-        global watching  # noqa: PLW0603
         if self._thread is None:
             return
         self._stop.set()
@@ -120,9 +118,6 @@ class LoopWatchdog:
         if self._schedstat is not None:
             os.close(self._schedstat)
             self._schedstat = None
-        watching -= 1
-        if not watching:
-            requests.clear()
 
     def settle(self) -> None:
         """Charge the task sampled in the stall that is ending now; on the loop's thread.
@@ -221,20 +216,20 @@ class LoopWatchdog:
             return max(last_beat + self._interval * 2, now + self._interval)
         return max(min(looks), now + _MIN_WAIT_S)
 
-    def _culprit(self) -> tuple[TaskHandle[Any] | None, asyncio.Task[Any] | None]:
-        """The lightwork task holding the loop, else the asyncio task running on it, if any."""
+    def _culprit(self) -> TaskHandle[Any] | None:
+        """The lightwork task holding the loop, if one does."""
         # Set while steps are timed, and around a task's sync callbacks.
         handle: TaskHandle[Any] | None = _monitor.stepping.handle
         if handle is not None and handle._scheduler._loop is not self._loop:
             handle = None  # a step on another loop, in another thread
         if handle is not None:
-            return handle, None
+            return handle
         current = asyncio.current_task(self._loop)
         if current is not None:
             for running in list(self._tasks):  # once per stall: a scan is cheap enough
                 if running._task is current:
-                    return running, None
-        return None, current
+                    return running
+        return None
 
     def _stack(self) -> StackSummary | None:
         """Where the loop's thread is now; source lines are read when it is formatted."""
@@ -245,8 +240,18 @@ class LoopWatchdog:
         stack.reverse()  # outermost first, as tracebacks print
         return stack
 
+    def _request_route(self) -> str | None:
+        """The route of the request whose code the loop's thread runs now, if any."""
+        frame = sys._current_frames().get(self._loop_thread)
+        while frame is not None:  # from the innermost out: a mounted app's request first
+            read_route = request_frames.get(frame.f_code)
+            if read_route is not None:
+                return read_route(frame)
+            frame = frame.f_back
+        return None
+
     def _sample(self, missed_beat: float) -> None:
-        handle, _ = self._culprit()
+        handle = self._culprit()
         if handle is None:  # a request's own code, or none of ours: reporting's job
             return
         # A copy of the task's context: it may end in this very step, and its handle then
@@ -262,7 +267,7 @@ class LoopWatchdog:
         assert self.threshold_s is not None
         # What the loop thread is doing, read first: formatting the stack lets it run on.
         now = perf_counter()
-        handle, current = self._culprit()
+        handle = self._culprit()
         collecting_since = _monitor.collecting_since
         began, ended = _monitor.last_collection
         if collecting_since:
@@ -275,7 +280,7 @@ class LoopWatchdog:
         if handle is not None:
             culprit = {"task": handle.name, "task_id": handle.id, "route": handle.route}
         else:
-            culprit = {"task": None, "route": requests.get(current) if current else None}
+            culprit = {"task": None, "route": self._request_route()}
         log.logger.warning(
             log.LOOP_BLOCKED,
             stuck_ms=ms(stuck),
