@@ -223,6 +223,7 @@ def test_a_plain_asyncio_task_that_blocks_is_not_blamed_on_the_request_that_made
     )
     with TestClient(app) as client:
         client.get("/spawn")
+        assert client.portal is not None
         deadline = time.monotonic() + 5
         while spawned and time.monotonic() < deadline:
             client.portal.call(asyncio.sleep, 0.01)
