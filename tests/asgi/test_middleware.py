@@ -88,6 +88,111 @@ async def test_tasks_start_only_after_the_final_body_is_sent() -> None:
     assert seen_at_start == [2]  # http.response.start and the final http.response.body
 
 
+def held_task_app(
+    held: list[lightwork.TaskHandle[Any]],
+    entered: asyncio.Event,
+    request_ids: list[str | None],
+    *,
+    nested: bool = False,
+) -> BackgroundMiddleware:
+    """A middleware around an app that adds a task, then waits (to be cancelled or closed).
+
+    *nested*: around another middleware, whose coroutine, compiled, is not a Python one.
+    """
+
+    async def inner(scope: Scope, receive: Receive, send: Send) -> None:
+        held.append(scope["lightwork.background"].add_task(asyncio.sleep(0), name="held"))
+        request_ids.append(lightwork.current_request_id())
+        entered.set()
+        await asyncio.sleep(10)
+
+    return BackgroundMiddleware(BackgroundMiddleware(inner) if nested else inner)
+
+
+HTTP_SCOPE: dict[str, Any] = {"type": "http", "method": "GET", "path": "/", "headers": []}
+
+
+async def nothing_received() -> Message:
+    return {"type": "http.request", "body": b""}
+
+
+async def nothing_sent(message: Message) -> None:
+    pass
+
+
+@pytest.mark.parametrize("nested", [False, True])
+async def test_a_request_cancelled_while_its_app_waits_drops_its_tasks_once(
+    logs: Logs, nested: bool
+) -> None:
+    held: list[lightwork.TaskHandle[Any]] = []
+    entered = asyncio.Event()
+    request_ids: list[str | None] = []
+    middleware = held_task_app(held, entered, request_ids, nested=nested)
+
+    after: list[str | None] = []
+
+    async def request() -> None:
+        try:
+            await middleware(dict(HTTP_SCOPE), nothing_received, nothing_sent)
+        finally:  # in the request's own context, once the middleware let go of it
+            after.append(lightwork.current_request_id())
+
+    serving = asyncio.create_task(request())
+    await asyncio.wait_for(entered.wait(), 5)
+    serving.cancel()  # thrown into the middleware's coroutine, compiled or not
+    with pytest.raises(asyncio.CancelledError):
+        await serving
+    [handle] = held
+    assert handle.state is TaskState.DROPPED
+    [dropped] = events(logs, "background_task_dropped")
+    assert dropped["reason"] == "the request raised CancelledError"
+    assert request_ids[0] is not None
+    assert after == [None]  # bound while the app ran, unbound once it was cancelled
+    await middleware.scheduler.aclose()
+
+
+async def test_a_request_coroutine_closed_while_its_app_waits_drops_its_tasks(logs: Logs) -> None:
+    held: list[lightwork.TaskHandle[Any]] = []
+    entered = asyncio.Event()
+    middleware = held_task_app(held, entered, [])
+    coro = middleware(dict(HTTP_SCOPE), nothing_received, nothing_sent)
+    waiting = coro.send(None)  # up to the app's sleep
+    assert entered.is_set()
+    coro.close()
+    coro.close()  # a second close finds nothing to do
+    [handle] = held
+    assert handle.state is TaskState.DROPPED
+    [dropped] = events(logs, "background_task_dropped")
+    assert dropped["reason"] == "the request raised GeneratorExit"
+    assert isinstance(waiting, asyncio.Future)
+    await middleware.scheduler.aclose()
+
+
+async def test_a_request_whose_app_ends_on_a_thrown_exception_releases_its_tasks(
+    lightwork_tasks: TaskRecorder,
+) -> None:
+    """An app that catches what is thrown in and returns: a normal end, reached in throw()."""
+
+    async def inner(scope: Scope, receive: Receive, send: Send) -> None:
+        scope["lightwork.background"].add_task(asyncio.sleep(0), name="released")
+        try:
+            await asyncio.sleep(10)
+        except ValueError:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"caught"})
+
+    middleware = BackgroundMiddleware(inner, start="immediately")
+    coro = middleware(dict(HTTP_SCOPE), nothing_received, nothing_sent)
+    coro.send(None)
+    with pytest.raises(StopIteration):
+        coro.throw(ValueError("wake up"))
+    with pytest.raises(RuntimeError, match="cannot reuse already awaited coroutine"):
+        coro.throw(KeyError("late"))  # ended, as a Python coroutine would say
+    await lightwork_tasks.join()
+    assert [h.state for h in lightwork_tasks.tasks] == [TaskState.COMPLETED]
+    await middleware.scheduler.aclose()
+
+
 async def test_start_immediately_runs_tasks_while_the_handler_is_still_working() -> None:
     async def endpoint(request: Request) -> Response:
         started = asyncio.Event()

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final, get_args
 
-from .._core import _watchdog
 from .._core._options import check_run_if
 from .._core._types import RunIf, StartPolicy
 from .._offload._scheduler import Scheduler
-from ._response import RequestOpener, ResponseWatch
+from ._response import RequestOpener
+from ._serving import RequestServer
 
 if TYPE_CHECKING:
-    from types import FrameType
-
-    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+    from starlette.types import ASGIApp
 
     from .._core._admission import Overflow
 
@@ -21,7 +19,7 @@ if TYPE_CHECKING:
 _START_POLICIES: Final = get_args(StartPolicy)
 
 
-class BackgroundMiddleware:
+class BackgroundMiddleware(RequestServer):
     """Give each request a :class:`Background` handle, and run the app's scheduler.
 
     The handle is at :func:`get_background(request) <get_background>` and at
@@ -82,60 +80,17 @@ class BackgroundMiddleware:
                 f"start must be one of {', '.join(map(repr, _START_POLICIES))}, not {start!r}"
             )
         check_run_if(run_if)
-        self.app = app
-        self.scheduler = (
-            scheduler
-            if scheduler is not None
-            else Scheduler(
+        if scheduler is None:
+            scheduler = Scheduler(
                 max_concurrency=max_concurrency, max_pending=max_pending, overflow=overflow
             )
+        opener = RequestOpener(
+            scheduler, run_if, immediately=start == "immediately", bind=request_context
         )
+        super().__init__(app, scheduler, opener)
         self.start: StartPolicy = start
         self.run_if: RunIf = run_if
         self.request_context = request_context
-        self._requests = RequestOpener(
-            self.scheduler, run_if, immediately=start == "immediately", bind=request_context
-        )
 
     def __repr__(self) -> str:
         return f"<BackgroundMiddleware start={self.start!r} run_if={self.run_if!r}>"
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # Every request pays for this coroutine's bytecode: the deciding is compiled.
-        response = self._requests.open(scope, send)
-        if response is None:  # not a request
-            if scope["type"] == "lifespan":
-                await self._lifespan(scope, receive, send)
-            else:
-                await self.app(scope, receive, send)
-            return
-        try:  # `response`, a local the watchdog reads: see _request_route
-            await self.app(scope, receive, response.app_send)
-        except BaseException as exc:
-            response.close(exc)
-            raise
-        response.close(None)
-
-    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def receive_and_manage() -> Message:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await self.scheduler.start()
-            elif message["type"] == "lifespan.shutdown":
-                await self.scheduler.aclose()
-            return message
-
-        await self.app(scope, receive_and_manage, send)
-
-
-def _request_route(frame: FrameType) -> str | None:
-    """The route of the request a frame of ``BackgroundMiddleware.__call__`` serves.
-
-    Read by the watchdog from the loop thread's stack when a request holds the loop: nothing
-    is recorded per request for it.
-    """
-    response = frame.f_locals.get("response")
-    return response.route if isinstance(response, ResponseWatch) else None
-
-
-_watchdog.request_frames[BackgroundMiddleware.__call__.__code__] = _request_route

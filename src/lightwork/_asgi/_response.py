@@ -6,7 +6,7 @@ response; its ``close()`` settles it, and the request, when the app returns or r
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final, final
+from typing import TYPE_CHECKING, Any, Final, final
 
 from .._core import _awaiting
 from ._background import SCOPE_KEY, Background
@@ -32,12 +32,14 @@ class ResponseWatch:
     awaited here, to release the tasks after it, and only if the request holds some.
     """
 
-    __slots__ = ("_background", "_send", "_watched", "complete", "status")
+    __slots__ = ("_awaited", "_background", "_send", "_watched", "complete", "status")
 
     def __init__(self, send: Send, background: Background, *, watched: bool) -> None:
         self._send = send
         self._background = background
         self._watched = watched
+        # The app's coroutine, while the middleware's awaits it: for its throw() and close().
+        self._awaited: Any = None
         self.status: int | None = None
         self.complete = False
 
@@ -81,6 +83,7 @@ class ResponseWatch:
 
         A 5xx or a cut-off response leaves the request's tasks to be released here.
         """
+        self._awaited = None  # the app's coroutine holds this watch, as its `send`
         background = self._background
         if not background._released:
             background._release(self.status, error, complete=self.complete)

@@ -204,7 +204,7 @@ def throw_into(
     """
     handle = driven_handle(driver)
     assert handle is not None
-    error = _exception(typ, val, tb)
+    error = thrown_exception(typ, val, tb)
     coro = handle._coro
     if coro is None:  # the task has ended: as a finished coroutine would
         raise error
@@ -228,7 +228,7 @@ def close_driven(driver: object) -> None:
         handle._coro.close()
 
 
-def _exception(
+def thrown_exception(
     typ: type[BaseException] | BaseException, val: BaseException | object, tb: TracebackType | None
 ) -> type[BaseException] | BaseException:
     """What ``throw()`` was given, as its one-argument form."""
@@ -273,7 +273,7 @@ class TrackedCoroutine:
         val: BaseException | object = None,
         tb: TracebackType | None = None,
     ) -> Any:
-        self._thrown = _exception(typ, val, tb)
+        self._thrown = thrown_exception(typ, val, tb)
         return self.__next__()
 
     def __next__(self) -> Any:

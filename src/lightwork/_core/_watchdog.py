@@ -34,7 +34,7 @@ from ._reporting import ms
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection
     from contextvars import Context
-    from types import CodeType, FrameType
+    from types import FrameType
 
     from ._handle import TaskHandle
 
@@ -45,10 +45,10 @@ _MIN_WAIT_S: Final = 0.001
 _SCHEDSTAT: Final = "/proc/self/task/{}/schedstat"
 """A thread's time on a CPU, and waiting for one (runnable, not running), in ns (Linux)."""
 
-request_frames: dict[CodeType, Callable[[FrameType], str | None]] = {}
-"""The code of the coroutines that serve a request (the middleware's), each with what reads
-the request's route (``"GET /path"``) off one of its frames: looked up in the loop thread's
-stack when it is stuck, so that nothing is recorded per request."""
+request_routes: list[Callable[[FrameType], str | None]] = []
+"""What reads the route of the request (``"GET /path"``) that a frame serves, the ASGI
+layer's: tried on the loop thread's stack when it is stuck, so that nothing is recorded per
+request."""
 
 
 class LoopWatchdog:
@@ -244,9 +244,10 @@ class LoopWatchdog:
         """The route of the request whose code the loop's thread runs now, if any."""
         frame = sys._current_frames().get(self._loop_thread)
         while frame is not None:  # from the innermost out: a mounted app's request first
-            read_route = request_frames.get(frame.f_code)
-            if read_route is not None:
-                return read_route(frame)
+            for read_route in request_routes:
+                route = read_route(frame)
+                if route is not None:
+                    return route
             frame = frame.f_back
         return None
 
