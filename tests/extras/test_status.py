@@ -49,8 +49,9 @@ def build_app(check: StatusCheck = is_admin, scheduler: Scheduler | None = None)
     async def crunch_numbers() -> None:
         # CPU work inside a coroutine: it holds the event loop well past the 20 ms block
         # threshold, for the sampling watchdog to see it even on a busy machine (whose
-        # thread may wait tens of milliseconds for a CPU).
-        spin(0.1)
+        # threads may wait tens of milliseconds for a CPU: with three suites on two CPUs,
+        # 100 ms went unseen once, on 3.13).
+        spin(0.25)
 
     async def report(request: Request) -> PlainTextResponse:
         finish.clear()

@@ -24,6 +24,10 @@ REQUEST_ID_HEADER: Final = b"x-request-id"
 _MAX_REQUEST_ID_LENGTH: Final = 128
 
 _REQUEST: Final[ContextVar[RequestInfo | None]] = ContextVar("lightwork_request", default=None)
+# Its methods, bound once: compiled, a method called by name is looked up at each call.
+_current_request: Final = _REQUEST.get
+_set_request: Final = _REQUEST.set
+_reset_request: Final = _REQUEST.reset
 _BOUND_REQUEST_ID: Final = structlog_var("request_id")
 """A ``request_id`` the app binds itself in structlog's contextvars: one request, one id."""
 
@@ -73,14 +77,14 @@ def bind_request(request: RequestInfo) -> Token[RequestInfo | None] | None:
     One bound around this request (by the ``BackgroundMiddleware`` of an app that mounts
     this one) is kept: one request, one id.
     """
-    if _REQUEST.get() is not None:
+    if _current_request() is not None:
         return None
-    return _REQUEST.set(request)
+    return _set_request(request)
 
 
 def unbind_request(token: Token[RequestInfo | None]) -> None:
     """Undo ``bind_request``."""
-    _REQUEST.reset(token)
+    _reset_request(token)
 
 
 def make_request_id(headers: Any) -> str:
@@ -116,7 +120,7 @@ def current_request_id() -> str | None:
             return JSONResponse(order, headers={"X-Request-ID": current_request_id()})
         ```
     """
-    request = _REQUEST.get()
+    request = _current_request()
     return None if request is None else request.id
 
 
@@ -141,7 +145,7 @@ def add_log_fields(logger: object, method_name: str, event_dict: EventDict) -> E
         )
         ```
     """
-    request = _REQUEST.get()
+    request = _current_request()
     if request is not None:
         if "request_id" not in event_dict:
             event_dict["request_id"] = request.id
