@@ -34,7 +34,7 @@ from ._runtime import configure_logging
 from .instructions import instructions_per
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Coroutine, Iterable
 
     from starlette.requests import Request
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -133,6 +133,21 @@ async def _child(key: str, n: int) -> None:
     await _serve(app, n, turn=turn)
 
 
+def run_child(
+    child: list[str] | None, serve: Callable[[str, int], Coroutine[Any, Any, None]]
+) -> bool:
+    """Serve *child*'s app (its key and N) on uvloop and say so; or check valgrind is there."""
+    if child:
+        import uvloop  # noqa: PLC0415 -- the child's loop only
+
+        key, n = child
+        uvloop.run(serve(key, int(n)))
+        return True
+    if shutil.which("valgrind") is None:
+        sys.exit("valgrind is not installed: apt-get install -y valgrind")
+    return False
+
+
 def count_apps(module: str, keys: Iterable[str], n: int) -> dict[tuple[str, bool], float]:
     """Count the instructions a request of each app of *keys*, and of its anchor, costs.
 
@@ -168,14 +183,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2_000, help="requests counted (default 2,000)")
     parser.add_argument("--child", nargs=2, metavar=("APP", "N"))
     args = parser.parse_args()
-    if args.child:
-        import uvloop  # noqa: PLC0415 -- the child's loop only
-
-        key, n = args.child
-        uvloop.run(_child(key, int(n)))
+    if run_child(args.child, _child):
         return
-    if shutil.which("valgrind") is None:
-        sys.exit("valgrind is not installed: apt-get install -y valgrind")
     counts = count_apps("bench.requests", APPS, args.n)
     print_counts(
         f"instructions per request, callgrind, in-process ASGI, uvloop, {args.n:,} requests",

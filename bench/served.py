@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import socket
 import sys
 from typing import TYPE_CHECKING, Final, cast
@@ -33,7 +32,7 @@ import lightwork
 from . import requests
 from ._contenders import _stretched
 from ._runtime import configure_logging
-from .requests import APPS, TASK_APPS, _app, count_apps, print_counts
+from .requests import APPS, TASK_APPS, _app, count_apps, print_counts, run_child
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -175,14 +174,8 @@ def main() -> None:
         host, port, count = args.client
         _client(host, int(port), int(count))
         return
-    if args.child:
-        import uvloop  # noqa: PLC0415 -- the child's loop only
-
-        key, n = args.child
-        uvloop.run(_child(key, int(n)))
+    if run_child(args.child, _child):
         return
-    if shutil.which("valgrind") is None:
-        sys.exit("valgrind is not installed: apt-get install -y valgrind")
     counts = count_apps("bench.served", args.apps or APPS, args.n)
     print_counts(
         f"instructions per served request, callgrind, uvicorn (httptools, uvloop), "
