@@ -48,11 +48,6 @@ class ResponseWatch:
         """The ``send`` to give the app: this watch, or the server's if nothing waits for it."""
         return self if self._watched else self._send
 
-    @property
-    def route(self) -> str:
-        """The request as ``"GET /path"``: for the watchdog, when a request holds the loop."""
-        return self._background._request.route
-
     def __call__(self, message: Message) -> Awaitable[None]:
         # Typed, and `in` then `[]`: compiled, a str compares natively, and a mapping's
         # `.get()` is a method call, which costs more.
@@ -96,9 +91,9 @@ class ResponseWatch:
 class RequestOpener:
     """What the middleware decided for every request, and the one call that opens each.
 
-    One call from the middleware's coroutine for all of a request's setting up: each call
-    from interpreted code into compiled code costs a few hundred instructions, and each
-    argument passed a look-up, on every request.
+    One call from the middleware's coroutine for all of a request's setting up, with what
+    it decided kept here: interpreted (as plain Python), each argument it passed would be a
+    look-up on every request.
     """
 
     __slots__ = ("_bind", "_immediately", "_run_if", "_scheduler")
