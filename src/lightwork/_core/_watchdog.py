@@ -231,18 +231,22 @@ class LoopWatchdog:
                     return running
         return None
 
-    def _stack(self) -> StackSummary | None:
-        """Where the loop's thread is now; source lines are read when it is formatted."""
-        frame = sys._current_frames().get(self._loop_thread)
+    def _frame(self) -> FrameType | None:
+        """The frame the loop's thread runs now."""
+        return sys._current_frames().get(self._loop_thread)
+
+    @staticmethod
+    def _stack(frame: FrameType | None) -> StackSummary | None:
+        """Where *frame* is; source lines are read when it is formatted."""
         if frame is None:
             return None
         stack = StackSummary.extract(walk_stack(frame), limit=_STACK_LIMIT, lookup_lines=False)
         stack.reverse()  # outermost first, as tracebacks print
         return stack
 
-    def _request_route(self) -> str | None:
-        """The route of the request whose code the loop's thread runs now, if any."""
-        frame = sys._current_frames().get(self._loop_thread)
+    @staticmethod
+    def _request_route(frame: FrameType | None) -> str | None:
+        """The route of the request whose code *frame*, or a frame it was called from, runs."""
         while frame is not None:  # from the innermost out: a mounted app's request first
             for read_route in request_routes:
                 route = read_route(frame)
@@ -260,7 +264,7 @@ class LoopWatchdog:
         # is read, so that a step ending meanwhile is still charged.
         sampled = (missed_beat, handle, None, handle._context.copy())
         self._sampled = sampled
-        stack = self._stack()  # formatted on the loop, once the task lets go
+        stack = self._stack(self._frame())  # formatted on the loop, once the task lets go
         if stack is not None and self._sampled is sampled:
             self._sampled = (missed_beat, handle, stack, sampled[3])
 
@@ -276,12 +280,13 @@ class LoopWatchdog:
         else:  # a collection holds the GIL: this thread may only see a stall once it ended
             in_gc = max(ended - max(began, now - stuck), 0.0)
         waited = self._cpu_wait() - self._cpu_wait_at_beat
-        stack = self._stack()
+        frame = self._frame()  # one look, for the stack and the route alike
+        stack = self._stack(frame)
         culprit: dict[str, object]
         if handle is not None:
             culprit = {"task": handle.name, "task_id": handle.id, "route": handle.route}
         else:
-            culprit = {"task": None, "route": self._request_route()}
+            culprit = {"task": None, "route": self._request_route(frame)}
         log.logger.warning(
             log.LOOP_BLOCKED,
             stuck_ms=ms(stuck),
