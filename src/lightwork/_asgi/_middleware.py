@@ -88,9 +88,21 @@ class BackgroundMiddleware(RequestServer):
             scheduler, run_if, immediately=start == "immediately", bind=request_context
         )
         super().__init__(app, scheduler, opener)
-        self.start: StartPolicy = start
-        self.run_if: RunIf = run_if
-        self.request_context = request_context
+
+    @property
+    def start(self) -> StartPolicy:
+        """When a request's tasks start: ``"after_response"`` or ``"immediately"``."""
+        return "immediately" if self._requests._immediately else "after_response"
+
+    @property
+    def run_if(self) -> RunIf:
+        """Which requests release their tasks, unless a task's own ``run_if`` says."""
+        return self._requests._run_if
+
+    @property
+    def request_context(self) -> bool:
+        """Whether each request is bound for its log events and its tasks'."""
+        return self._requests._bind
 
     def __repr__(self) -> str:
         return f"<BackgroundMiddleware start={self.start!r} run_if={self.run_if!r}>"
