@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import threading
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lightwork import TaskState
-from lightwork._core._handle import TERMINAL_STATES
+from lightwork import Scheduler, TaskState
+from lightwork._core._handle import TERMINAL_STATES, TaskHandle
 from lightwork._core._logging import TASK_BLOCKING, TASK_SLOW
 from lightwork._core._stats import (
     BLOCKED_BUCKETS_S,
@@ -20,15 +22,50 @@ from lightwork._core._stats import (
     TaskStats,
 )
 
+_SCHEDULER = Scheduler()  # never started: it only owns the handles below
+
+
+def _task(name: str) -> TaskHandle[Any]:
+    """A handle as ``add_task`` makes it, for a task named *name* (its coroutine closed)."""
+
+    async def work() -> None: ...
+
+    coro = work()
+    coro.close()
+    no_options = (None, None, None, None, None, None)
+    return TaskHandle(_SCHEDULER, name, coro, contextvars.copy_context(), *no_options, shield=False)
+
+
+def _started(stats: TaskStats, name: str) -> TaskHandle[Any]:
+    task = _task(name)
+    stats.added(task)
+    stats.started(task)
+    task._started_at = 1.0
+    return task
+
+
+def _end(
+    stats: TaskStats,
+    task: TaskHandle[Any],
+    state: TaskState,
+    duration: float | None = None,
+    blocked: float = 0.0,
+) -> None:
+    """End *task* as the scheduler does: its times set, then counted."""
+    task._duration, task.blocked = duration, blocked
+    stats.ended(task, state)
+
 
 def test_a_task_is_queued_then_in_flight_then_counted_by_its_end_state() -> None:
     stats = TaskStats()
-    stats.added("send_email")
+    task = _task("send_email")
+    stats.added(task)
     assert stats.snapshot()["tasks"]["send_email"]["queued"] == 1
-    stats.started("send_email")
+    stats.started(task)
+    task._started_at = 1.0
     running = stats.snapshot()["tasks"]["send_email"]
     assert (running["queued"], running["in_flight"]) == (0, 1)
-    stats.ended("send_email", TaskState.FAILED, 0.2, 0.03, started=True)
+    _end(stats, task, TaskState.FAILED, 0.2, 0.03)
     ended = stats.snapshot()["tasks"]["send_email"]
     assert ended["scheduled"] == 1
     assert (ended["queued"], ended["in_flight"]) == (0, 0)
@@ -41,10 +78,11 @@ def test_a_task_is_queued_then_in_flight_then_counted_by_its_end_state() -> None
 
 def test_a_task_that_never_started_leaves_the_queue_without_a_duration() -> None:
     stats = TaskStats()
-    stats.added("report")
-    stats.added("report")
-    stats.ended("report", TaskState.DROPPED, None, 0.0, started=False)
-    stats.ended("report", TaskState.CANCELLED, None, 0.0, started=False)
+    dropped, cancelled = _task("report"), _task("report")
+    stats.added(dropped)
+    stats.added(cancelled)
+    _end(stats, dropped, TaskState.DROPPED)
+    _end(stats, cancelled, TaskState.CANCELLED)
     report = stats.snapshot()["tasks"]["report"]
     assert (report["queued"], report["in_flight"]) == (0, 0)
     assert (report["dropped"], report["cancelled"]) == (1, 1)
@@ -55,9 +93,7 @@ def test_histogram_buckets_are_cumulative_and_include_their_upper_bound() -> Non
     stats = TaskStats()
     # One on a bound (Prometheus's `le` includes it), one between bounds, one past the last.
     for duration in (DURATION_BUCKETS_S[2], 0.07, 3600.0):
-        stats.added("t")
-        stats.started("t")
-        stats.ended("t", TaskState.COMPLETED, duration, 0.0, started=True)
+        _end(stats, _started(stats, "t"), TaskState.COMPLETED, duration)
     snapshot = stats.snapshot()
     bounds = snapshot["buckets"]["duration_s"]
     assert bounds == list(DURATION_BUCKETS_S)
@@ -76,24 +112,24 @@ def test_histogram_buckets_are_cumulative_and_include_their_upper_bound() -> Non
 
 def test_slow_and_blocking_warnings_are_counted_and_other_events_refused() -> None:
     stats = TaskStats()
-    stats.added("resize")
-    stats.warned("resize", TASK_SLOW)
-    stats.warned("resize", TASK_BLOCKING)
-    stats.warned("resize", TASK_BLOCKING)
+    task = _task("resize")
+    stats.added(task)
+    stats.warned(task, TASK_SLOW)
+    stats.warned(task, TASK_BLOCKING)
+    stats.warned(task, TASK_BLOCKING)
     resize = stats.snapshot()["tasks"]["resize"]
     assert (resize["slow"], resize["blocking"]) == (1, 2)
     with pytest.raises(ValueError, match="background_task_failed"):
-        stats.warned("resize", "background_task_failed")
+        stats.warned(task, "background_task_failed")
 
 
 def test_totals_add_up_every_name() -> None:
     stats = TaskStats()
     for name, state, duration in [("a", TaskState.COMPLETED, 0.01), ("b", TaskState.TIMED_OUT, 5)]:
-        stats.added(name)
-        stats.started(name)
-        stats.warned(name, TASK_SLOW)
-        stats.ended(name, state, duration, 0.001, started=True)
-    stats.added("c")
+        task = _started(stats, name)
+        stats.warned(task, TASK_SLOW)
+        _end(stats, task, state, duration, 0.001)
+    stats.added(_task("c"))
     totals = stats.snapshot()["totals"]
     assert totals["scheduled"] == 3
     assert totals["queued"] == 1
@@ -114,15 +150,13 @@ def test_an_empty_snapshot_has_every_key_at_zero() -> None:
 
 def test_names_past_the_limit_share_one_entry() -> None:
     stats = TaskStats()
-    for i in range(MAX_NAMES + 3):
-        stats.added(f"email-{i}")
-        stats.started(f"email-{i}")
-    stats.ended(f"email-{MAX_NAMES + 1}", TaskState.COMPLETED, 0.1, 0.0, started=True)
-    tasks = stats.snapshot()["tasks"]
-    assert len(tasks) == MAX_NAMES + 1
-    other = tasks[OTHER_NAME]
+    tasks = [_started(stats, f"email-{i}") for i in range(MAX_NAMES + 3)]
+    _end(stats, tasks[MAX_NAMES + 1], TaskState.COMPLETED, 0.1)
+    named = stats.snapshot()["tasks"]
+    assert len(named) == MAX_NAMES + 1
+    other = named[OTHER_NAME]
     assert (other["scheduled"], other["in_flight"], other["completed"]) == (3, 2, 1)
-    assert f"email-{MAX_NAMES}" not in tasks
+    assert f"email-{MAX_NAMES}" not in named
 
 
 @given(
@@ -142,10 +176,10 @@ def test_every_task_is_counted_once_and_the_snapshot_is_json(
 ) -> None:
     stats = TaskStats()
     for name, state, started, duration, blocked in lives:
-        stats.added(name)
-        if started:
-            stats.started(name)
-        stats.ended(name, state, duration if started else None, blocked, started=started)
+        task = _started(stats, name) if started else _task(name)
+        if not started:
+            stats.added(task)
+        _end(stats, task, state, duration if started else None, blocked)
     snapshot = json.loads(json.dumps(snapshot_ := stats.snapshot()))
     assert snapshot == snapshot_
     totals = snapshot["totals"]
@@ -177,9 +211,7 @@ def test_a_snapshot_can_be_taken_from_another_thread_while_tasks_come_and_go() -
         # Until the scraper has read many times mid-update (bounded, in case it cannot).
         while len(scrapes) < 50 and ended < 2_000_000 and not errors:
             name = f"n{ended % 700}"  # new names keep appearing, past MAX_NAMES too
-            stats.added(name)
-            stats.started(name)
-            stats.ended(name, TaskState.COMPLETED, 0.001, 0.0, started=True)
+            _end(stats, _started(stats, name), TaskState.COMPLETED, 0.001)
             ended += 1
     finally:
         stop.set()

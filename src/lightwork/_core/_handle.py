@@ -130,6 +130,7 @@ class TaskHandle(Generic[T]):
         "_run_if",
         "_scheduler",
         "_started_at",
+        "_stats",
         "_task",
         "block_threshold",
         "blocked",
@@ -192,6 +193,9 @@ class TaskHandle(Generic[T]):
         # _deadlines imports this module, so this one cannot import its Bucket.
         self._deadline: object = None
         self._started_at = 0.0
+        # Its name's statistics, found once, by ``TaskStats.added``. Typed `object`, as
+        # `_deadline` is: _stats imports this module.
+        self._stats: object = None
         self._cancel_reason: str | None = None
         self._outcome: object = None
         self._args: str | None = None

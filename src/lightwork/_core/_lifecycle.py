@@ -86,7 +86,7 @@ class Lifecycle(TaskOwner):
     def _on_first_step(self, handle: TaskHandle[Any], now: float) -> None:
         """Start the clock."""
         handle._started_at = now
-        self._stats.started(handle.name)
+        self._stats.started(handle)
         if observers:
             for observer in tuple(observers):  # one may remove itself as it is told
                 observer.task_started(handle)
@@ -136,7 +136,7 @@ class Lifecycle(TaskOwner):
         threshold = handle.block_threshold
         if threshold is not None and step >= threshold:
             if handle.longest_step < threshold:  # counted once per task, reported per longer step
-                self._stats.warned(handle.name, log.TASK_BLOCKING)
+                self._stats.warned(handle, log.TASK_BLOCKING)
             report_blocking(handle, step, threshold, stack)
         handle.longest_step = step
 
@@ -183,7 +183,7 @@ class Lifecycle(TaskOwner):
         if watchdog is not None and watchdog._sampled is not None:  # charge a hold first,
             watchdog.settle()  # for the warning's figures and hint, if its timer came first
         handle._flags |= SLOW_LOGGED
-        self._stats.warned(handle.name, log.TASK_SLOW)
+        self._stats.warned(handle, log.TASK_SLOW)
         report_slow(handle, elapsed)
 
     def _cancel(self, handle: TaskHandle[Any], reason: str) -> bool:
@@ -288,9 +288,7 @@ class Lifecycle(TaskOwner):
             report_end(handle, state, outcome, reason)
             callback = handle._on_error
         awaiting = None if callback is None else self._call_back(handle, callback, outcome)
-        self._stats.ended(
-            handle.name, state, handle._duration, handle.blocked, started=bool(handle._started_at)
-        )
+        self._stats.ended(handle, state)
         if self._waiters:
             waiter = self._waiters.pop(handle, None)
             if waiter is not None and not waiter.done():

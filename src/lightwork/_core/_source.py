@@ -246,7 +246,7 @@ class TaskSource:
             handle = _from_callable(scheduler, target, args, kwargs)
         else:
             raise TypeError(_not_a_task(target))
-        scheduler._stats.added(handle.name)
+        scheduler._stats.added(handle)
         if observers:
             for observer in tuple(observers):  # one may remove itself as it is told
                 observer.task_added(handle)

@@ -9,10 +9,13 @@ the status page call at their own pace.
 
 from __future__ import annotations
 
-from typing import Any, Final, final
+from typing import TYPE_CHECKING, Any, Final, cast, final
 
 from ._handle import COMPLETED, TERMINAL_STATES, TaskState
 from ._logging import TASK_BLOCKING, TASK_SLOW
+
+if TYPE_CHECKING:
+    from ._handle import TaskHandle
 
 DURATION_BUCKETS_S: Final[tuple[float, ...]] = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -86,6 +89,7 @@ class _Histogram:
         return {"counts": cumulative, "count": total, "sum": self.sum, "max": self.max}
 
 
+@final
 class _NameStats:
     __slots__ = (
         "blocked",
@@ -157,34 +161,36 @@ class TaskStats:
         scheduled = sum(s.scheduled for s in list(self._names.values()))
         return f"<TaskStats names={len(self._names)} scheduled={scheduled}>"
 
-    def added(self, name: str) -> None:
+    def added(self, handle: TaskHandle[Any]) -> None:
+        """Count a new task; it keeps its name's statistics for the rest of its counts."""
+        name = handle.name
         stats = self._names.get(name) or self._new_name(name)
+        handle._stats = stats  # a slot read, not a dict look-up, at each count after this
         stats.scheduled += 1
         stats.queued += 1
 
-    def started(self, name: str) -> None:
-        stats = self._names.get(name) or self._new_name(name)
+    def started(self, handle: TaskHandle[Any]) -> None:
+        stats = cast("_NameStats", handle._stats)
         stats.queued -= 1
         stats.in_flight += 1
 
-    def ended(
-        self, name: str, state: TaskState, duration: float | None, blocked: float, started: bool
-    ) -> None:
-        stats = self._names.get(name) or self._new_name(name)
+    def ended(self, handle: TaskHandle[Any], state: TaskState) -> None:
+        stats = cast("_NameStats", handle._stats)
         if state is COMPLETED:
             stats.completed += 1
         else:
             stats.ended[state] += 1
-        if not started:
+        if handle._started_at == 0.0:  # never started; not `not ...`, which boxes the float
             stats.queued -= 1
             return
         stats.in_flight -= 1
+        duration = handle._duration
         if duration is not None:
             stats.duration.observe(duration)
-        stats.blocked.observe(blocked)
+        stats.blocked.observe(handle.blocked)
 
-    def warned(self, name: str, event: str) -> None:
-        stats = self._names.get(name) or self._new_name(name)
+    def warned(self, handle: TaskHandle[Any], event: str) -> None:
+        stats = cast("_NameStats", handle._stats)
         if event == TASK_SLOW:
             stats.slow += 1
         elif event == TASK_BLOCKING:
