@@ -24,7 +24,6 @@ from starlette.testclient import TestClient
 
 import lightwork
 from lightwork import Job, JobStatus, Offloader, Scheduler
-from lightwork._asgi._context import RequestInfo
 from lightwork.backends import Capabilities, LocalBackend, MemoryBackend
 from tests import offload_jobs as jobs
 from tests.support import events
@@ -553,6 +552,6 @@ async def test_a_job_id_utf8_cannot_carry_is_refused_at_the_call(scheduler: Sche
         scheduler.offload(Job(jobs.add, 1), job_id="photo-\udce9.jpg")
 
 
-def _request(method: str) -> RequestInfo:
-    """A request to ``/``, for a ``Background`` made without the middleware."""
-    return RequestInfo({"type": "http", "method": method, "path": "/", "headers": []})
+def _request(method: str) -> dict[str, Any]:
+    """The scope of a request to ``/``, for a ``Background`` made without the middleware."""
+    return {"type": "http", "method": method, "path": "/", "headers": []}

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Final, final
 
 from .._core import _awaiting
 from ._background import SCOPE_KEY, Background
-from ._context import RequestInfo, bind_request, unbind_request
+from ._context import bind_request, unbind_request
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
@@ -121,10 +121,9 @@ class RequestOpener:
             released = True
         else:
             return None
-        request = RequestInfo(scope)
-        background = Background(self._scheduler, self._run_if, request, released=released)
+        background = Background(self._scheduler, self._run_if, scope, released=released)
         if self._bind:
-            background._unbind = bind_request(request)
+            background._unbind = bind_request(background)
         scope[SCOPE_KEY] = background
         if "state" in scope:  # `in` then `[]`: compiled, `.get()` is a method call
             scope["state"]["background"] = background

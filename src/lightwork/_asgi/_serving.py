@@ -149,7 +149,7 @@ def _request_route(frame: FrameType) -> str | None:
     frame_locals: Mapping[str, Any] = getattr(frame, "f_locals")  # noqa: B009
     scope = frame_locals.get("scope")
     background = scope.get(SCOPE_KEY) if isinstance(scope, dict) else None
-    return background._request.route if isinstance(background, Background) else None
+    return background._request_route if isinstance(background, Background) else None
 
 
 def _adopt_coroutine_class() -> None:
