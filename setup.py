@@ -38,6 +38,7 @@ COMPILED = [
     "lightwork/_core/_stats.py",
     "lightwork/_asgi/_background.py",
     "lightwork/_asgi/_context.py",
+    "lightwork/_asgi/_middleware.py",
     "lightwork/_asgi/_serving.py",
     "lightwork/_asgi/_response.py",
     "lightwork/_offload/_scheduler.py",

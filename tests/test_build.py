@@ -55,7 +55,7 @@ def test_the_compiled_modules_hold_no_coroutine_but_the_two_adopted_ones() -> No
     """Compiled, a coroutine would warn at every cancellation on 3.12+ (see ``_awaiting.py``).
 
     All but the task driver (``_monitor.drive``) and the middleware's request coroutine
-    (``_serving.RequestServer.__call__``), whose classes get a ``throw()`` of lightwork's.
+    (``BackgroundMiddleware.__call__``), whose classes get a ``throw()`` of lightwork's.
     """
     setup = ast.parse((ROOT / "setup.py").read_text(encoding="utf-8"))
     [compiled] = [
@@ -66,7 +66,7 @@ def test_the_compiled_modules_hold_no_coroutine_but_the_two_adopted_ones() -> No
     assert isinstance(compiled, ast.List)
     adopted = {
         ("lightwork/_core/_monitor.py", "drive"),
-        ("lightwork/_asgi/_serving.py", "__call__"),
+        ("lightwork/_asgi/_middleware.py", "__call__"),
     }
     found: set[tuple[str, str]] = set()
     waits: list[str] = []

@@ -1,7 +1,7 @@
 """The ASGI layer's coroutines, besides the middleware's own: plain Python.
 
 The middleware's coroutine is compiled, and its ``throw()`` throws into what it awaits,
-which must be a coroutine (``_serving``); what it awaits but a request's app is here.
+which must be a coroutine (``_serving``): what it awaits but a request's app is here.
 """
 
 from __future__ import annotations

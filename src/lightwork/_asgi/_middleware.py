@@ -1,25 +1,38 @@
-"""``BackgroundMiddleware``: a pure ASGI middleware that gives every request a background handle."""
+"""``BackgroundMiddleware``: a pure ASGI middleware that gives every request a background handle.
+
+Compiled: Starlette and the server call it through its vectorcall slot (an interpreted
+class's instance is called through its type's ``__call__``, a method made and bound per
+request), and its ``__call__`` is a compiled coroutine, which a request pays less for than
+an interpreted one's frame; ``_serving`` gives that coroutine its ``throw()`` and
+``close()``.
+"""
 
 from __future__ import annotations
 
+import types
 from typing import TYPE_CHECKING, Final, get_args
+
+from mypy_extensions import mypyc_attr
 
 from .._core._options import check_run_if
 from .._core._types import RunIf, StartPolicy
 from .._offload._scheduler import Scheduler
+from ._awaiting import as_coroutine, pass_on
 from ._response import RequestOpener
-from ._serving import RequestServer
+from ._serving import PassedOn, adopt_request_coroutines
 
 if TYPE_CHECKING:
-    from starlette.types import ASGIApp
+    from starlette.types import ASGIApp, Receive, Scope, Send
 
     from .._core._admission import Overflow
 
 
 _START_POLICIES: Final = get_args(StartPolicy)
+_COROUTINE: Final = types.CoroutineType  # compiled, a C static: no look-up in `types`
 
 
-class BackgroundMiddleware(RequestServer):
+@mypyc_attr(allow_interpreted_subclasses=True)
+class BackgroundMiddleware:
     """Give each request a :class:`Background` handle, and run the app's scheduler.
 
     The handle is at :func:`get_background(request) <get_background>` and at
@@ -67,8 +80,7 @@ class BackgroundMiddleware(RequestServer):
         max_pending: int | None = None,
         overflow: Overflow = "reject",
     ) -> None:
-        if scheduler is not None and not isinstance(scheduler, Scheduler):
-            raise TypeError(f"scheduler must be a lightwork.Scheduler, not {scheduler!r}")
+        _check_types(scheduler=scheduler, start=start, run_if=run_if, context=request_context)
         limited = max_concurrency is not None or max_pending is not None or overflow != "reject"
         if scheduler is not None and limited:
             raise TypeError(
@@ -84,10 +96,30 @@ class BackgroundMiddleware(RequestServer):
             scheduler = Scheduler(
                 max_concurrency=max_concurrency, max_pending=max_pending, overflow=overflow
             )
-        opener = RequestOpener(
+        self.app = app
+        self.scheduler = scheduler
+        self._requests = RequestOpener(
             scheduler, run_if, immediately=start == "immediately", bind=request_context
         )
-        super().__init__(app, scheduler, opener)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Every request runs in this coroutine. Compiled, its throw() and close() find what it
+        # awaits in what it holds (see _serving._held).
+        response = self._requests.open(scope, send)
+        if response is None:  # not a request: the lifespan's, or a type passed on
+            passing = PassedOn(pass_on(self.app, scope, receive, send, self.scheduler))
+            await passing.awaited
+            return
+        awaited = self.app(scope, receive, response.app_send)
+        if type(awaited) is not _COROUTINE:  # so that throw() can throw into it
+            awaited = as_coroutine(awaited)
+        response._awaited = awaited
+        try:
+            await awaited
+        except BaseException as exc:
+            response.close(exc)
+            raise
+        response.close(None)
 
     @property
     def start(self) -> StartPolicy:
@@ -106,3 +138,22 @@ class BackgroundMiddleware(RequestServer):
 
     def __repr__(self) -> str:
         return f"<BackgroundMiddleware start={self.start!r} run_if={self.run_if!r}>"
+
+
+def _check_types(*, scheduler: object, start: object, run_if: object, context: object) -> None:
+    """Refuse an option of the wrong type with a ``TypeError``, as plain Python.
+
+    Compiled, mypyc's own check of ``__init__``'s arguments refuses it first, with the same
+    ``TypeError`` and its own message ("str object expected; got None"), as it does for
+    ``Scheduler``'s options.
+    """
+    if scheduler is not None and not isinstance(scheduler, Scheduler):
+        raise TypeError(f"scheduler must be a lightwork.Scheduler, not {scheduler!r}")
+    for option, value in (("start", start), ("run_if", run_if)):
+        if not isinstance(value, str):
+            raise TypeError(f"{option} must be a str, not {value!r}")
+    if not isinstance(context, bool):
+        raise TypeError(f"request_context must be True or False, not {context!r}")
+
+
+adopt_request_coroutines(BackgroundMiddleware)

@@ -1,65 +1,25 @@
-"""``RequestServer``: ``BackgroundMiddleware``'s ``__call__``, the coroutine every request runs in.
+"""What the middleware's compiled request coroutine needs: a ``throw()`` and a ``close()``.
 
-Compiled, it is a compiled coroutine, which a request pays less for than an interpreted
-one's frame; see ``_adopt_coroutine_class`` for what that asks. What takes a user's
-arguments, and checks them first, is ``BackgroundMiddleware``, interpreted.
+``BackgroundMiddleware.__call__``, compiled, is a compiled coroutine; see
+``adopt_request_coroutines`` for what that asks. Also how the watchdog finds the route of
+a request whose own code holds the loop (``_request_route``).
 """
 
 from __future__ import annotations
 
 import gc
 import types
-from typing import TYPE_CHECKING, Any, Final, final
-
-from mypy_extensions import mypyc_attr
+from typing import TYPE_CHECKING, Any, final
 
 from .._core import _watchdog
 from .._core._awaiting import adopt_driver
 from .._core._monitor import thrown_exception
-from ._awaiting import as_coroutine, pass_on
 from ._background import SCOPE_KEY, Background
 from ._response import ResponseWatch
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Mapping
     from types import FrameType, TracebackType
-
-    from starlette.types import ASGIApp, Receive, Scope, Send
-
-    from .._offload._scheduler import Scheduler
-    from ._response import RequestOpener
-
-
-_COROUTINE: Final = types.CoroutineType  # compiled, a C static: no look-up in `types`
-
-
-@mypyc_attr(allow_interpreted_subclasses=True)
-class RequestServer:
-    """Serve each request of an app: open it, await the app, close it (``BackgroundMiddleware``)."""
-
-    def __init__(self, app: ASGIApp, scheduler: Scheduler, requests: RequestOpener) -> None:
-        self.app = app
-        self.scheduler = scheduler
-        self._requests = requests
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # Every request runs in this coroutine. Compiled, its throw() and close() find what it
-        # awaits in what it holds (see _held).
-        response = self._requests.open(scope, send)
-        if response is None:  # not a request: the lifespan's, or a type passed on
-            passing = PassedOn(pass_on(self.app, scope, receive, send, self.scheduler))
-            await passing.awaited
-            return
-        awaited = self.app(scope, receive, response.app_send)
-        if type(awaited) is not _COROUTINE:  # so that throw() can throw into it
-            awaited = as_coroutine(awaited)
-        response._awaited = awaited
-        try:
-            await awaited
-        except BaseException as exc:
-            response.close(exc)
-            raise
-        response.close(None)
 
 
 @final
@@ -73,7 +33,7 @@ class PassedOn:
 
 
 def _held(coro: object) -> tuple[ResponseWatch | None, Any]:
-    """The request's watch, if any, and what a ``RequestServer.__call__`` coroutine awaits.
+    """The request's watch, if any, and what a ``BackgroundMiddleware.__call__`` coroutine awaits.
 
     Among what it references, as the collector sees it: a compiled coroutine's locals cannot
     be read otherwise. Asked for on a throw or a close, never per request. Behind another
@@ -152,8 +112,8 @@ def _request_route(frame: FrameType) -> str | None:
     return background._request_route if isinstance(background, Background) else None
 
 
-def _adopt_coroutine_class() -> None:
-    """Give the middleware's compiled coroutines a ``throw()`` and ``close()`` of lightwork's.
+def adopt_request_coroutines(middleware: Any) -> None:
+    """Give *middleware*'s compiled coroutines a ``throw()`` and ``close()`` of lightwork's.
 
     Where a compiled coroutine awaits, mypyc forwards what is thrown into it (a cancellation)
     with ``throw(type, value, traceback)``, the form Python 3.12 deprecates; asyncio and the
@@ -161,13 +121,12 @@ def _adopt_coroutine_class() -> None:
     throws into the app with one argument, as the task driver's does (``_monitor.launch``).
     Interpreted, its coroutines are Python's own.
     """
-    call = RequestServer.__call__
+    call = middleware.__call__
     if isinstance(call, types.FunctionType):  # interpreted
         return
-    probe = call(RequestServer.__new__(RequestServer), {}, None, None)  # type: ignore[arg-type]
+    probe = call(middleware.__new__(middleware), {}, None, None)
     adopt_driver(type(probe), _throw_into_app, _close_app)
     probe.close()
 
 
-_adopt_coroutine_class()
 _watchdog.request_routes.append(_request_route)
