@@ -52,7 +52,8 @@ def _end(
     blocked: float = 0.0,
 ) -> None:
     """End *task* as the scheduler does: its times set, then counted."""
-    task._duration, task.blocked = duration, blocked
+    task._ended_at = 0.0 if duration is None else task._started_at + duration
+    task.blocked = blocked
     stats.ended(task, state)
 
 
@@ -72,7 +73,7 @@ def test_a_task_is_queued_then_in_flight_then_counted_by_its_end_state() -> None
     assert ended["failed"] == 1
     assert all(ended[s.value] == 0 for s in TERMINAL_STATES if s is not TaskState.FAILED)
     assert ended["duration_s"]["count"] == ended["blocked_s"]["count"] == 1
-    assert ended["duration_s"]["sum"] == ended["duration_s"]["max"] == 0.2
+    assert ended["duration_s"]["sum"] == ended["duration_s"]["max"] == pytest.approx(0.2)
     assert ended["blocked_s"]["sum"] == 0.03
 
 

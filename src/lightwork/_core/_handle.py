@@ -121,7 +121,7 @@ class TaskHandle(Generic[T]):
         "_context",
         "_coro",
         "_deadline",
-        "_duration",
+        "_ended_at",
         "_flags",
         "_job",
         "_on_complete",
@@ -182,7 +182,7 @@ class TaskHandle(Generic[T]):
         self.blocked = 0.0
         self.longest_step = 0.0
         self.route: str | None = None
-        self._duration: float | None = None
+        self._ended_at = 0.0  # when its last step ended; a float, unboxed, as `_started_at`
         self._coro: Coroutine[Any, Any, T] | None = coro
         self._context = context
         self._on_complete = on_complete
@@ -213,9 +213,11 @@ class TaskHandle(Generic[T]):
         Counted from the task's first step on the loop to the end of its last, so time
         spent waiting for the loop (in a burst of tasks, or in the queue) does not count.
         """
-        if self._duration is None and self._started_at:
-            return perf_counter() - self._started_at
-        return self._duration
+        started = self._started_at
+        if started == 0.0:  # not `not ...`: compiled, that boxes the float
+            return None
+        ended = self._ended_at
+        return (perf_counter() if ended == 0.0 else ended) - started
 
     def __repr__(self) -> str:
         duration = "" if self.duration is None else f" duration={self.duration * 1000:.1f}ms"

@@ -239,7 +239,8 @@ class Lifecycle(TaskOwner):
         watchdog = self.watchdog
         if watchdog is not None and watchdog._sampled is not None:  # held the loop till now
             watchdog.settle()
-        duration = handle._duration = end - handle._started_at
+        handle._ended_at = end
+        duration = end - handle._started_at
         self._running.discard(handle)
         if (
             not handle._flags & SLOW_LOGGED

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import types
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, get_args
 
@@ -25,6 +26,7 @@ UNSET: Final = _Unset.UNSET
 
 _RUN_IF_VALUES: Final = get_args(RunIf)
 _INFINITY: Final = float("inf")
+_FUNCTION: Final = types.FunctionType
 _callable: Final = callable  # compiled, a builtin named in a function is looked up per call
 
 
@@ -61,7 +63,7 @@ def check_name(value: object) -> None:
 
 def check_callback(option: str, value: object) -> None:
     """Raise a clear error unless *value* can be called."""
-    if not _callable(value):
+    if type(value) is not _FUNCTION and not _callable(value):  # a function: no call to check
         raise TypeError(f"{option} must be callable, not {value!r}")
 
 

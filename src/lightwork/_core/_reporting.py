@@ -27,9 +27,10 @@ def task_fields(handle: TaskHandle[Any], elapsed: float | None = None) -> dict[s
     Arguments only when the scheduler was asked to log them (``log_args=True``).
     """
     fields: dict[str, Any] = {"task": handle.name, "task_id": handle.id}
-    duration = handle._duration if elapsed is None else elapsed
-    if duration is not None:
-        fields["duration_ms"] = ms(duration)
+    if elapsed is None and handle._ended_at != 0.0:  # ended: its whole time
+        elapsed = handle._ended_at - handle._started_at
+    if elapsed is not None:
+        fields["duration_ms"] = ms(elapsed)
     if handle._args is not None:
         fields["args"] = handle._args
     return fields

@@ -184,9 +184,8 @@ class TaskStats:
             stats.queued -= 1
             return
         stats.in_flight -= 1
-        duration = handle._duration
-        if duration is not None:
-            stats.duration.observe(duration)
+        if handle._ended_at != 0.0:
+            stats.duration.observe(handle._ended_at - handle._started_at)
         stats.blocked.observe(handle.blocked)
 
     def warned(self, handle: TaskHandle[Any], event: str) -> None:
