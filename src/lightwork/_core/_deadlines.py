@@ -62,7 +62,16 @@ class Deadlines:
     natively (490 instructions fewer a task that waits).
     """
 
-    __slots__ = ("_buckets", "_keys", "_loop", "_on_timer", "_timer", "_timer_key", "slack")
+    __slots__ = (
+        "_buckets",
+        "_keys",
+        "_last",
+        "_loop",
+        "_on_timer",
+        "_timer",
+        "_timer_key",
+        "slack",
+    )
 
     def __init__(
         self,
@@ -76,6 +85,10 @@ class Deadlines:
         self._keys: list[int] = []  # a heap of the keys in _buckets
         self._timer: asyncio.TimerHandle | None = None
         self._timer_key = 0
+        # The bucket armed in last, while it is in _buckets: the tasks of a burst fall in the
+        # same one, found by comparing its key, where a look-up in _buckets boxes the key
+        # (400 instructions a task that waits, on 3.12).
+        self._last: Bucket | None = None
 
     def __len__(self) -> int:
         return sum(bucket.armed for bucket in self._buckets.values())
@@ -86,12 +99,15 @@ class Deadlines:
     def arm(self, handle: TaskHandle[Any], at: float) -> None:
         """Call ``on_timer(handle)`` at ``perf_counter()`` time *at*, give or take a bucket."""
         key = math.ceil(at / RESOLUTION_S)
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = Bucket(key)
-            heapq.heappush(self._keys, key)
-            if self._timer is None or key < self._timer_key:
-                self._wake_at(key)
+        bucket = self._last
+        if bucket is None or bucket.key != key:
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                bucket = self._buckets[key] = Bucket(key)
+                heapq.heappush(self._keys, key)
+                if self._timer is None or key < self._timer_key:
+                    self._wake_at(key)
+            self._last = bucket
         bucket.handles.append(handle)
         bucket.armed += 1
         handle._deadline = bucket
@@ -108,6 +124,8 @@ class Deadlines:
                 # longer ours (fired, or dropped by close()) and the key has a new bucket.
                 if self._buckets.get(bucket.key) is bucket:
                     del self._buckets[bucket.key]
+                if self._last is bucket:
+                    self._last = None
                 bucket.handles.clear()
             elif (held := len(bucket.handles)) > 2 * armed and held > armed + self.slack:
                 bucket.compact()
@@ -119,6 +137,7 @@ class Deadlines:
             self._timer = None
         self._buckets.clear()
         self._keys.clear()
+        self._last = None
 
     def _wake_at(self, key: int) -> None:
         if self._timer is not None:
@@ -136,6 +155,8 @@ class Deadlines:
             bucket = self._buckets.pop(heapq.heappop(self._keys), None)
             if bucket is None:  # emptied by disarming before its time
                 continue
+            if self._last is bucket:
+                self._last = None
             bucket.compact()  # first, so that no timer's work can change the bucket
             handles = bucket.handles
             for handle in handles:
