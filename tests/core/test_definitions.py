@@ -218,3 +218,30 @@ async def test_mocks_run_as_tasks_under_their_own_names(scheduler: Scheduler) ->
     assert [handle.timeout for handle in handles] == [30.0, 30.0]  # no made-up definition
     async_mock.assert_awaited_once_with("a")
     sync_mock.assert_called_once_with("b")
+
+
+def _job() -> Callable[[], Coroutine[Any, Any, None]]:
+    async def job() -> None:
+        await asyncio.sleep(0)
+
+    return job
+
+
+def _other_job() -> Callable[[], Coroutine[Any, Any, None]]:
+    async def job() -> None:
+        await asyncio.sleep(0)
+
+    return job
+
+
+async def test_a_name_defined_later_is_told_apart_by_its_code(scheduler: Scheduler) -> None:
+    # Two functions of one qualname and two codes: the coroutines of a name that nothing
+    # defined are known by their name alone, until something defines it.
+    plain, defined = _job(), _other_job()
+    plain.__qualname__ = defined.__qualname__ = "job"
+    first = scheduler.add_task(plain())
+    lightwork.task(timeout=7)(defined)
+    handles = [first, scheduler.add_task(defined()), scheduler.add_task(plain())]
+    assert [handle.timeout for handle in handles] == [scheduler.timeout, 7, scheduler.timeout]
+    for handle in handles:
+        await handle
