@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Final, get_args
 
 from mypy_extensions import mypyc_attr
 
-from .._core._options import check_run_if
+from .._core._options import check_flag, check_run_if
 from .._core._types import RunIf, StartPolicy
 from .._offload._scheduler import Scheduler
 from ._awaiting import as_coroutine, pass_on
@@ -152,8 +152,7 @@ def _check_types(*, scheduler: object, start: object, run_if: object, context: o
     for option, value in (("start", start), ("run_if", run_if)):
         if not isinstance(value, str):
             raise TypeError(f"{option} must be a str, not {value!r}")
-    if not isinstance(context, bool):
-        raise TypeError(f"request_context must be True or False, not {context!r}")
+    check_flag("request_context", context)
 
 
 adopt_request_coroutines(BackgroundMiddleware)
