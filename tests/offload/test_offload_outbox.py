@@ -384,6 +384,8 @@ async def test_closing_again_closes_an_outbox_that_a_look_into_it_reopened(
     async with Scheduler(offload=offloader) as scheduler, offloader:
         ref = scheduler.offload(jobs.add, 1)
         await lightwork_tasks.join()
+    # Closed with the offloader: its thread, too, may still be on its way out.
+    await wait_until(lambda: outbox_threads() == 0)
     assert await outbox.where("memory", ref.job_id) == "outbox"  # reopens it
     assert outbox_threads() == 1
     await offloader.aclose()
